@@ -1,0 +1,400 @@
+// Copyright (c) glint authors.
+
+#include "alloc/heap.h"
+
+#include <algorithm>
+#include <bit>
+
+#include "core/atomics.h"
+
+namespace glint::alloc {
+
+using core::CasAcqRel;
+using core::kPagesPerSpan;
+using core::kPageSize;
+using core::kSpanSize;
+using core::LoadAcquire;
+using core::LoadRelaxed;
+using core::MakeSpanState;
+using core::SpanClassOf;
+using core::SpanCountOf;
+using core::SpanKindOf;
+using core::SpanMeta;
+
+namespace {
+
+constexpr uint64_t kAllOnes = ~uint64_t{0};
+
+// Bits [0, n) set. n may be 64.
+constexpr uint64_t LowMask(uint32_t n) {
+  return n >= 64 ? kAllOnes : ((uint64_t{1} << n) - 1);
+}
+
+// Bit i of the result is set iff bits i..i+k-1 of x are all set (1 <= k <= 64).
+uint64_t RunStarts(uint64_t x, uint32_t k) {
+  uint32_t have = 1;
+  while (have < k && x != 0) {
+    uint32_t step = std::min(have, k - have);
+    x &= x >> step;
+    have += step;
+  }
+  return x;
+}
+
+}  // namespace
+
+uint32_t SizeClassOf(uint64_t size) {
+  if (size <= 1024) return size == 0 ? 0 : static_cast<uint32_t>((size - 1) / 64);
+  const uint32_t e = 63 - std::countl_zero(size - 1);  // >= 10
+  const uint64_t base = uint64_t{1} << e;
+  return 16 + (e - 10) * 4 + static_cast<uint32_t>((size - 1 - base) / (base / 4));
+}
+
+uint64_t ClassSize(uint32_t cls) {
+  if (cls < 16) return uint64_t{64} * (cls + 1);
+  const uint32_t e = 10 + (cls - 16) / 4;
+  const uint64_t base = uint64_t{1} << e;
+  return base + (base / 4) * ((cls - 16) % 4 + 1);
+}
+
+uint32_t BlocksPerSpan(uint32_t cls) {
+  return static_cast<uint32_t>(kSpanSize / ClassSize(cls));
+}
+
+uint64_t AllocSize(uint64_t size) {
+  if (size == 0) return 0;
+  if (size <= kMaxSmallSize) return ClassSize(SizeClassOf(size));
+  return (size + kPageSize - 1) / kPageSize * kPageSize;
+}
+
+bool Heap::Allocate(uint64_t size, AllocHints* hints, uint64_t* offset) {
+  if (size <= kMaxSmallSize) return AllocSmall(SizeClassOf(size), hints, offset);
+  uint64_t first_page;
+  if (!AllocPages((size + kPageSize - 1) / kPageSize, hints, &first_page)) {
+    return false;
+  }
+  *offset = first_page * kPageSize;
+  return true;
+}
+
+void Heap::Free(uint64_t offset, uint64_t size) {
+  if (size == 0) return;
+  if (size <= kMaxSmallSize) {
+    FreeSmall(offset, SizeClassOf(size));
+  } else {
+    FreePages(offset / kPageSize, (size + kPageSize - 1) / kPageSize);
+  }
+}
+
+// ------------------------------------------------------------ small blocks
+
+// Step 1: reserve a block by CAS on the span's state word, count + 1, only
+// while the span is active for `cls` and not full. The reservation
+// guarantees a zero bit exists: a freer clears its bit before it gives the
+// count back, so popcount(bits) <= count at all times.
+// Step 2: take a zero bit by CAS on a bitmap word. The acquire on the state
+// CAS orders our bitmap reads after the span's initialisation (the
+// initialiser publishes the state with a release CAS).
+bool Heap::AllocInSpan(uint64_t span_idx, uint32_t cls, uint64_t* offset) {
+  SpanMeta* sp = r_.span(span_idx);
+  const uint32_t cap = BlocksPerSpan(cls);
+  uint64_t s = LoadAcquire(sp->state);
+  for (;;) {
+    if (SpanKindOf(s) != core::kSpanActive || SpanClassOf(s) != cls ||
+        SpanCountOf(s) >= cap) {
+      return false;
+    }
+    if (CasAcqRel(sp->state, s, s + (uint64_t{1} << 16))) break;
+  }
+  const uint32_t words = (cap + 63) / 64;
+  for (;;) {
+    for (uint32_t w = 0; w < words; ++w) {
+      uint64_t v = LoadRelaxed(sp->bits[w]);
+      while (v != kAllOnes) {
+        const uint32_t b = std::countr_zero(~v);
+        if (CasAcqRel(sp->bits[w], v, v | (uint64_t{1} << b))) {
+          *offset = span_idx * kSpanSize + (uint64_t{w} * 64 + b) * ClassSize(cls);
+          return true;
+        }
+      }
+    }
+    core::CpuRelax();  // a freer's bit is on its way; rescan
+  }
+}
+
+bool Heap::AllocSmall(uint32_t cls, AllocHints* hints, uint64_t* offset) {
+  const uint32_t cur = LoadRelaxed(hints->cur_span[cls]);
+  if (cur != UINT32_MAX && AllocInSpan(cur, cls, offset)) return true;
+
+  // Spans of this class that may have room, from the hint bitmap.
+  const auto* h = r_.header();
+  std::atomic<uint64_t>* hint = r_.class_hints(cls);
+  for (uint64_t w = 0; w < h->class_hint_words; ++w) {
+    uint64_t v = LoadRelaxed(hint[w]);
+    while (v != 0) {
+      const uint32_t b = std::countr_zero(v);
+      v &= v - 1;
+      const uint64_t span_idx = w * 64 + b;
+      if (AllocInSpan(span_idx, cls, offset)) {
+        hints->cur_span[cls].store(static_cast<uint32_t>(span_idx),
+                                   std::memory_order_relaxed);
+        return true;
+      }
+      // Full or no longer of this class: drop the hint, then re-check, since
+      // a free may have set it again between our attempt and the clear.
+      hint[w].fetch_and(~(uint64_t{1} << b), std::memory_order_acq_rel);
+      const uint64_t s = LoadAcquire(r_.span(span_idx)->state);
+      if (SpanKindOf(s) == core::kSpanActive && SpanClassOf(s) == cls &&
+          SpanCountOf(s) < BlocksPerSpan(cls)) {
+        hint[w].fetch_or(uint64_t{1} << b, std::memory_order_acq_rel);
+      }
+    }
+  }
+  return NewSpan(cls, hints, offset);
+}
+
+// Takes 16 aligned free pages by one CAS on their 16-bit group of the page
+// bitmap, initialises the span's bitmap (only we can see it: its state is
+// kSpanFree, so AllocInSpan refuses it), takes block 0 for the caller, and
+// publishes the state ACTIVE(count 1) with a release CAS.
+bool Heap::NewSpan(uint32_t cls, AllocHints* hints, uint64_t* offset) {
+  const auto* h = r_.header();
+  auto* pb = r_.page_bitmap();
+  const uint64_t nwords = h->page_bitmap_words;
+  const uint64_t start = LoadRelaxed(hints->span_cursor) % nwords;
+  for (uint64_t i = 0; i < nwords; ++i) {
+    const uint64_t w = (start + i) % nwords;
+    uint64_t v = LoadRelaxed(pb[w]);
+    for (uint32_t g = 0; g < 4; ++g) {
+      const uint64_t mask = uint64_t{0xffff} << (16 * g);
+      while ((v & mask) == 0) {
+        if (!CasAcqRel(pb[w], v, v | mask)) continue;
+        const uint64_t span_idx = w * 4 + g;
+        SpanMeta* sp = r_.span(span_idx);
+        const uint32_t cap = BlocksPerSpan(cls);
+        for (uint32_t k = 0; k < core::kSpanBitmapWords; ++k) {
+          uint64_t init = 0;
+          if (uint64_t{k} * 64 >= cap) {
+            init = kAllOnes;
+          } else if (uint64_t{k} * 64 + 64 > cap) {
+            init = ~LowMask(cap - k * 64);
+          }
+          if (k == 0) init |= 1;  // block 0 is the caller's
+          sp->bits[k].store(init, std::memory_order_relaxed);
+        }
+        // Only we own a span whose pages we just took; its state is FREE.
+        sp->state.store(MakeSpanState(1, cls, core::kSpanActive),
+                        std::memory_order_release);
+        r_.class_hints(cls)[span_idx / 64].fetch_or(
+            uint64_t{1} << (span_idx % 64), std::memory_order_acq_rel);
+        hints->cur_span[cls].store(static_cast<uint32_t>(span_idx),
+                                   std::memory_order_relaxed);
+        hints->span_cursor.store(w, std::memory_order_relaxed);
+        *offset = span_idx * kSpanSize;
+        return true;
+      }
+    }
+  }
+  return false;
+}
+
+// Step 1: clear the block's bit (release: our reads of the block happen
+// before anyone can reuse it). Step 2: give the count back. The thread that
+// takes the count from cap to cap-1 re-advertises the span in the class
+// hints; the one that takes it to 0 tries to retire the span.
+void Heap::FreeSmall(uint64_t offset, uint32_t cls) {
+  const uint64_t span_idx = offset / kSpanSize;
+  SpanMeta* sp = r_.span(span_idx);
+  const uint64_t block = (offset % kSpanSize) / ClassSize(cls);
+  sp->bits[block / 64].fetch_and(~(uint64_t{1} << (block % 64)),
+                                 std::memory_order_release);
+  const uint64_t prev = sp->state.fetch_sub(uint64_t{1} << 16,
+                                            std::memory_order_acq_rel);
+  const uint32_t prev_count = SpanCountOf(prev);
+  if (prev_count == BlocksPerSpan(cls)) {
+    r_.class_hints(cls)[span_idx / 64].fetch_or(
+        uint64_t{1} << (span_idx % 64), std::memory_order_acq_rel);
+  }
+  if (prev_count == 1) RetireSpan(span_idx, cls);
+}
+
+// An empty span goes back to the page bitmap so large runs can use it. The
+// CAS ACTIVE(cls, 0) -> RETIRING fails if an allocator reserved a block in
+// the meantime (then the span stays). Once RETIRING nobody reserves in it.
+// The state must read FREE before the pages are released: the next owner of
+// the pages writes the state, and our late store would clobber it.
+void Heap::RetireSpan(uint64_t span_idx, uint32_t cls) {
+  SpanMeta* sp = r_.span(span_idx);
+  uint64_t expect = MakeSpanState(0, cls, core::kSpanActive);
+  if (!CasAcqRel(sp->state, expect, MakeSpanState(0, cls, core::kSpanRetiring))) {
+    return;
+  }
+  for (auto& b : sp->bits) b.store(0, std::memory_order_relaxed);
+  r_.class_hints(cls)[span_idx / 64].fetch_and(~(uint64_t{1} << (span_idx % 64)),
+                                                std::memory_order_acq_rel);
+  sp->state.store(MakeSpanState(0, 0, core::kSpanFree), std::memory_order_release);
+  FreePages(span_idx * kPagesPerSpan, kPagesPerSpan);
+}
+
+// ------------------------------------------------------------ page runs
+
+// Claims words [word, word + full_words) whole (CAS 0 -> ~0) and the low
+// tail_bits of the next word, in address order; on any conflict, gives back
+// what it took and fails.
+bool Heap::ClaimMultiWord(uint64_t word, uint64_t full_words, uint32_t tail_bits) {
+  auto* pb = r_.page_bitmap();
+  uint64_t taken = 0;
+  for (; taken < full_words; ++taken) {
+    uint64_t zero = 0;
+    if (!CasAcqRel(pb[word + taken], zero, kAllOnes)) break;
+  }
+  bool ok = taken == full_words;
+  if (ok && tail_bits > 0) {
+    const uint64_t m = LowMask(tail_bits);
+    uint64_t v = LoadRelaxed(pb[word + full_words]);
+    ok = false;
+    while ((v & m) == 0) {
+      if (CasAcqRel(pb[word + full_words], v, v | m)) {
+        ok = true;
+        break;
+      }
+    }
+  }
+  if (!ok) {
+    for (uint64_t i = 0; i < taken; ++i) {
+      pb[word + i].store(0, std::memory_order_release);
+    }
+  }
+  return ok;
+}
+
+// Runs of up to 64 pages live inside one bitmap word (one CAS). Longer runs
+// start on a word boundary. Scans downwards from the client's cursor so that
+// large runs gather at the top of the heap and spans at the bottom.
+bool Heap::AllocPages(uint64_t npages, AllocHints* hints, uint64_t* first_page) {
+  const auto* h = r_.header();
+  auto* pb = r_.page_bitmap();
+  const uint64_t nwords = h->page_bitmap_words;
+  if (npages > h->num_pages) return false;
+  uint64_t start = LoadRelaxed(hints->large_cursor);
+  if (start >= nwords) start = nwords - 1;
+  if (npages <= 64) {
+    const uint32_t k = static_cast<uint32_t>(npages);
+    for (uint64_t i = 0; i < nwords; ++i) {
+      const uint64_t w = (start + nwords - i) % nwords;
+      uint64_t v = LoadRelaxed(pb[w]);
+      for (;;) {
+        const uint64_t starts = RunStarts(~v, k);
+        if (starts == 0) break;
+        const uint32_t b = 63 - std::countl_zero(starts);  // highest fit
+        const uint64_t m = LowMask(k) << b;
+        if (CasAcqRel(pb[w], v, v | m)) {
+          hints->large_cursor.store(w, std::memory_order_relaxed);
+          *first_page = w * 64 + b;
+          return true;
+        }
+      }
+    }
+    return false;
+  }
+  const uint64_t full = npages / 64;
+  const uint32_t tail = static_cast<uint32_t>(npages % 64);
+  const uint64_t span_words = full + (tail ? 1 : 0);
+  if (span_words > nwords) return false;
+  const uint64_t last_start = nwords - span_words;
+  if (start > last_start) start = last_start;
+  for (uint64_t i = 0; i <= last_start; ++i) {
+    const uint64_t w = (start + (last_start + 1) - i) % (last_start + 1);
+    // Cheap pre-check before any CAS.
+    bool fits = true;
+    for (uint64_t j = 0; j < full && fits; ++j) fits = LoadRelaxed(pb[w + j]) == 0;
+    if (fits && tail) fits = (LoadRelaxed(pb[w + full]) & LowMask(tail)) == 0;
+    if (!fits) continue;
+    if (ClaimMultiWord(w, full, tail)) {
+      hints->large_cursor.store(w, std::memory_order_relaxed);
+      *first_page = w * 64;
+      return true;
+    }
+  }
+  return false;
+}
+
+void Heap::FreePages(uint64_t first_page, uint64_t npages) {
+  auto* pb = r_.page_bitmap();
+  uint64_t p = first_page;
+  uint64_t left = npages;
+  while (left > 0) {
+    const uint32_t bit = p % 64;
+    const uint32_t n = static_cast<uint32_t>(std::min<uint64_t>(left, 64 - bit));
+    pb[p / 64].fetch_and(~(LowMask(n) << bit), std::memory_order_release);
+    p += n;
+    left -= n;
+  }
+}
+
+// ------------------------------------------------------------ inspection
+
+uint64_t Heap::LargestFree() const {
+  const auto* h = r_.header();
+  auto* pb = r_.page_bitmap();
+  uint64_t best_pages = 0;
+  uint64_t zero_words = 0;  // run of whole free words ending at w - 1
+  for (uint64_t w = 0; w < h->page_bitmap_words; ++w) {
+    const uint64_t v = LoadRelaxed(pb[w]);
+    // Runs inside one word.
+    uint64_t free_bits = ~v;
+    uint32_t in_word = 0;
+    while (free_bits != 0) {
+      const uint32_t lo = std::countr_zero(free_bits);
+      const uint64_t shifted = free_bits >> lo;
+      const uint32_t len = shifted == kAllOnes ? 64 - lo
+                                                : std::countr_zero(~shifted);
+      in_word = std::max(in_word, len);
+      if (lo + len >= 64) break;
+      free_bits &= ~(LowMask(len) << lo);
+    }
+    best_pages = std::max<uint64_t>(best_pages, in_word);
+    // Runs starting at a word boundary: whole free words plus the low free
+    // bits of the word that ends them.
+    if (v == 0) {
+      ++zero_words;
+      best_pages = std::max(best_pages, zero_words * 64);
+    } else {
+      const uint32_t low_free = std::countr_zero(v);
+      if (zero_words > 0) {
+        best_pages = std::max(best_pages, zero_words * 64 + low_free);
+      }
+      zero_words = 0;
+    }
+  }
+  uint64_t best = best_pages * kPageSize;
+  // A partly used span serves its class even when no page is free.
+  for (uint64_t i = 0; i < h->num_spans; ++i) {
+    const uint64_t s = LoadAcquire(r_.span(i)->state);
+    if (SpanKindOf(s) != core::kSpanActive) continue;
+    const uint32_t cls = SpanClassOf(s);
+    if (SpanCountOf(s) < BlocksPerSpan(cls)) best = std::max(best, ClassSize(cls));
+  }
+  return best;
+}
+
+uint64_t Heap::BytesInUseByScan() const {
+  const auto* h = r_.header();
+  auto* pb = r_.page_bitmap();
+  uint64_t bytes = 0;
+  uint64_t span_pages = 0;
+  for (uint64_t i = 0; i < h->num_spans; ++i) {
+    const uint64_t s = LoadAcquire(r_.span(i)->state);
+    if (SpanKindOf(s) == core::kSpanFree) continue;
+    span_pages += kPagesPerSpan;
+    bytes += uint64_t{SpanCountOf(s)} * ClassSize(SpanClassOf(s));
+  }
+  uint64_t pages = 0;
+  for (uint64_t w = 0; w < h->page_bitmap_words; ++w) {
+    pages += std::popcount(LoadRelaxed(pb[w]));
+  }
+  pages -= (h->page_bitmap_words * 64 - h->num_pages);  // padding bits
+  return bytes + (pages - span_pages) * kPageSize;
+}
+
+}  // namespace glint::alloc

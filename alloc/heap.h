@@ -1,0 +1,80 @@
+// Copyright (c) glint authors.
+//
+// The allocator of the data heap. All of its state lives in the region:
+//  - a page bitmap (1 bit per 4 KiB page of the heap: 1 = taken);
+//  - a span table: a span is 64 KiB (16 aligned pages) given to one of 32 size
+//    classes (64 B .. 16 KiB); its state word counts reserved blocks and its
+//    bitmap marks taken blocks;
+//  - per size class, a hint bitmap of spans that may have a free block.
+// Requests up to 16 KiB take a block of a size class (64-byte aligned);
+// larger ones take a run of pages (4 KiB aligned). Nothing is cached per
+// client except hints (which span to try first), so no memory is stranded.
+//
+// Every step is a single CAS or fetch-op on one word; the ordering argument
+// is written next to each step in heap.cc. Thread- and process-safe; never
+// blocks; lock-free (a stopped allocator delays nobody).
+
+#ifndef GLINT_ALLOC_HEAP_H_
+#define GLINT_ALLOC_HEAP_H_
+
+#include <atomic>
+#include <cstdint>
+
+#include "core/region.h"
+
+namespace glint::alloc {
+
+inline constexpr uint64_t kMaxSmallSize = 16 * 1024;
+
+// The size class of a request of `size` bytes (1..16 KiB), 0..31.
+uint32_t SizeClassOf(uint64_t size);
+// Bytes of a block of class `cls`.
+uint64_t ClassSize(uint32_t cls);
+// Blocks of class `cls` in one span.
+uint32_t BlocksPerSpan(uint32_t cls);
+// Bytes the heap hands out for a request of `size` (0 for 0).
+uint64_t AllocSize(uint64_t size);
+
+// Process-local hints of one client (or one thread). They only say where to
+// look first; losing them loses nothing.
+struct AllocHints {
+  std::atomic<uint32_t> cur_span[core::kNumSizeClasses];
+  std::atomic<uint64_t> span_cursor{0};   // page-bitmap word to scan from
+  std::atomic<uint64_t> large_cursor{~uint64_t{0}};  // scans downwards
+  AllocHints() {
+    for (auto& s : cur_span) s.store(UINT32_MAX, std::memory_order_relaxed);
+  }
+};
+
+class Heap {
+ public:
+  explicit Heap(const core::Region& region) : r_(region) {}
+
+  // Takes AllocSize(size) bytes. REQUIRES: 0 < size <= heap size.
+  // Returns false when no block or run is free (the caller answers
+  // OutOfMemory). *offset is from the heap start.
+  bool Allocate(uint64_t size, AllocHints* hints, uint64_t* offset);
+  // Gives back what Allocate(size) returned at `offset`.
+  void Free(uint64_t offset, uint64_t size);
+
+  // The largest request that would succeed now (a scan; not for fast paths).
+  uint64_t LargestFree() const;
+  // Bytes taken, counted by scanning the bitmaps (tests and the checker).
+  uint64_t BytesInUseByScan() const;
+
+ private:
+  bool AllocSmall(uint32_t cls, AllocHints* hints, uint64_t* offset);
+  bool AllocInSpan(uint64_t span, uint32_t cls, uint64_t* offset);
+  bool NewSpan(uint32_t cls, AllocHints* hints, uint64_t* offset);
+  void FreeSmall(uint64_t offset, uint32_t cls);
+  void RetireSpan(uint64_t span, uint32_t cls);
+  bool AllocPages(uint64_t npages, AllocHints* hints, uint64_t* first_page);
+  bool ClaimMultiWord(uint64_t word, uint64_t full_words, uint32_t tail_bits);
+  void FreePages(uint64_t first_page, uint64_t npages);
+
+  core::Region r_;
+};
+
+}  // namespace glint::alloc
+
+#endif  // GLINT_ALLOC_HEAP_H_

@@ -1,0 +1,161 @@
+// Copyright (c) glint authors.
+//
+// The public classes are thin: every operation lives in ClientCore.
+
+#include "glint/client.h"
+
+#include "client/client_core.h"
+
+namespace glint {
+
+// ------------------------------------------------------------ Buffer
+
+Buffer::Buffer(Buffer&& o) noexcept
+    : core_(o.core_), data_(o.data_), size_(o.size_), slot_(o.slot_),
+      gen_(o.gen_), id_(o.id_) {
+  o.core_ = nullptr;
+  o.data_ = nullptr;
+  o.size_ = 0;
+}
+
+Buffer& Buffer::operator=(Buffer&& o) noexcept {
+  if (this != &o) {
+    Release();
+    core_ = o.core_;
+    data_ = o.data_;
+    size_ = o.size_;
+    slot_ = o.slot_;
+    gen_ = o.gen_;
+    id_ = o.id_;
+    o.core_ = nullptr;
+    o.data_ = nullptr;
+    o.size_ = 0;
+  }
+  return *this;
+}
+
+void Buffer::Release() {
+  if (core_ != nullptr) core_->Release(this);
+  data_ = nullptr;
+  size_ = 0;
+}
+
+// ------------------------------------------------------------ MutableBuffer
+
+MutableBuffer::~MutableBuffer() {
+  if (core_ != nullptr) core_->Abort(this);
+}
+
+MutableBuffer::MutableBuffer(MutableBuffer&& o) noexcept
+    : core_(o.core_), data_(o.data_), size_(o.size_), slot_(o.slot_),
+      gen_(o.gen_), sealed_(o.sealed_), id_(o.id_) {
+  o.core_ = nullptr;
+  o.data_ = nullptr;
+  o.size_ = 0;
+  o.sealed_ = false;
+}
+
+MutableBuffer& MutableBuffer::operator=(MutableBuffer&& o) noexcept {
+  if (this != &o) {
+    if (core_ != nullptr) core_->Abort(this);
+    core_ = o.core_;
+    data_ = o.data_;
+    size_ = o.size_;
+    slot_ = o.slot_;
+    gen_ = o.gen_;
+    sealed_ = o.sealed_;
+    id_ = o.id_;
+    o.core_ = nullptr;
+    o.data_ = nullptr;
+    o.size_ = 0;
+    o.sealed_ = false;
+  }
+  return *this;
+}
+
+Status MutableBuffer::Resize(int64_t new_size) {
+  if (core_ == nullptr) {
+    return Status::FailedPrecondition(
+        sealed_ ? "cannot resize a sealed object"
+                : "cannot resize: this buffer is not building an object");
+  }
+  return core_->Resize(this, new_size);
+}
+
+Status MutableBuffer::Seal() {
+  if (core_ == nullptr) {
+    return Status::FailedPrecondition(
+        sealed_ ? "object " + id_.hex() + " is already sealed"
+                : "cannot seal: this buffer is not building an object");
+  }
+  return core_->Seal(this);
+}
+
+Status MutableBuffer::Abort() {
+  if (core_ == nullptr) {
+    return Status::FailedPrecondition(
+        sealed_ ? "cannot abort a sealed object (delete it instead)"
+                : "cannot abort: this buffer is not building an object");
+  }
+  return core_->Abort(this);
+}
+
+// ------------------------------------------------------------ Client
+
+Status Client::Connect(const std::string& store_socket,
+                       std::unique_ptr<Client>* out) {
+  std::unique_ptr<internal::ClientCore> core;
+  Status s = internal::ClientCore::Connect(store_socket, &core);
+  if (!s.ok()) return s;
+  std::unique_ptr<Client> c(new Client());
+  c->core_ = std::move(core);
+  *out = std::move(c);
+  return Status::OK();
+}
+
+Client::~Client() = default;
+
+Status Client::BuildObject(const ObjectId& id, int64_t size,
+                           MutableBuffer* buffer, std::string_view name,
+                           const Metadata& metadata) {
+  return core_->BuildObject(id, size, buffer, name, metadata);
+}
+
+Status Client::GetObject(const ObjectId& id, Buffer* buffer, int64_t timeout_ms) {
+  return core_->GetObject(id, buffer, timeout_ms);
+}
+
+Status Client::GetObjectByName(std::string_view name, Buffer* buffer,
+                               int64_t timeout_ms) {
+  return core_->GetObjectByName(name, buffer, timeout_ms);
+}
+
+Status Client::GetObjects(const std::vector<ObjectId>& ids,
+                          std::vector<Buffer>* buffers, int64_t timeout_ms) {
+  return core_->GetObjects(ids, buffers, timeout_ms);
+}
+
+bool Client::Contains(const ObjectId& id) { return core_->Contains(id); }
+
+Status Client::Delete(const ObjectId& id) { return core_->Delete(id); }
+
+Status Client::ListObjects(std::vector<ObjectInfo>* objects) {
+  return core_->ListObjects(objects);
+}
+
+Status Client::GetObjectInfo(const ObjectId& id, ObjectInfo* info) {
+  return core_->GetObjectInfo(id, info);
+}
+
+Status Client::GetMetadata(const ObjectId& id, const std::string& key,
+                           Buffer* value) {
+  return core_->GetMetadata(id, key, value);
+}
+
+Status Client::Stats(StoreStats* stats) { return core_->Stats(stats); }
+
+const uint8_t* Client::region_base() const { return core_->base(); }
+int64_t Client::region_size() const { return core_->size(); }
+int Client::client_slot() const { return static_cast<int>(core_->slot()); }
+
+}  // namespace glint

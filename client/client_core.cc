@@ -1,0 +1,809 @@
+// Copyright (c) glint authors.
+
+#include "client/client_core.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <bit>
+#include <cstring>
+#include <mutex>
+#include <set>
+
+#include "core/atomics.h"
+#include "core/object_table.h"
+#include "core/os.h"
+#include "core/protocol.h"
+
+namespace glint::internal {
+
+using core::kNoSlot;
+using core::LoadAcquire;
+using core::LoadRelaxed;
+using core::LoadSeqCst;
+
+namespace {
+
+constexpr uint32_t kBusy = 1u << 31;
+
+// ------------------------------------------------------------ fork safety
+// A child of fork() inherits every Client of its parent. The child must not
+// act for the parent's client slot, and must not keep the parent's
+// registration socket open (the monitor would miss the parent's exit).
+std::mutex g_cores_mu;
+std::set<ClientCore*>* g_cores = nullptr;
+std::once_flag g_atfork_once;
+
+void AtForkPrepare() { g_cores_mu.lock(); }
+void AtForkParent() { g_cores_mu.unlock(); }
+void AtForkChild() {
+  if (g_cores != nullptr) {
+    for (ClientCore* c : *g_cores) c->MarkInert();
+  }
+  g_cores_mu.unlock();
+}
+
+void Register(ClientCore* c) {
+  std::call_once(g_atfork_once, [] {
+    pthread_atfork(AtForkPrepare, AtForkParent, AtForkChild);
+  });
+  std::lock_guard<std::mutex> l(g_cores_mu);
+  if (g_cores == nullptr) g_cores = new std::set<ClientCore*>();
+  g_cores->insert(c);
+}
+
+void Unregister(ClientCore* c) {
+  std::lock_guard<std::mutex> l(g_cores_mu);
+  if (g_cores != nullptr) g_cores->erase(c);
+}
+
+// ------------------------------------------------------------ info block
+// [name][pad to 4][u32 count]{[u32 klen][u32 vlen][key][value]}*
+uint64_t InfoSize(std::string_view name, const Metadata& md) {
+  if (name.empty() && md.empty()) return 0;
+  uint64_t n = (name.size() + 3) / 4 * 4 + 4;
+  for (const auto& [k, v] : md) n += 8 + k.size() + v.size();
+  return n;
+}
+
+void WriteInfo(uint8_t* p, std::string_view name, const Metadata& md) {
+  std::memcpy(p, name.data(), name.size());
+  uint64_t off = (name.size() + 3) / 4 * 4;
+  std::memset(p + name.size(), 0, off - name.size());
+  const uint32_t count = static_cast<uint32_t>(md.size());
+  std::memcpy(p + off, &count, 4);
+  off += 4;
+  for (const auto& [k, v] : md) {
+    const uint32_t kl = static_cast<uint32_t>(k.size());
+    const uint32_t vl = static_cast<uint32_t>(v.size());
+    std::memcpy(p + off, &kl, 4);
+    std::memcpy(p + off + 4, &vl, 4);
+    std::memcpy(p + off + 8, k.data(), kl);
+    std::memcpy(p + off + 8 + kl, v.data(), vl);
+    off += 8 + uint64_t{kl} + vl;
+  }
+}
+
+// Walks the metadata of an info block of `size` bytes; calls fn(key, value
+// offset, value length) per entry until it returns true. Bounds-checked.
+template <typename Fn>
+bool ForEachMeta(const uint8_t* p, uint64_t size, uint16_t name_len, Fn fn) {
+  if (size == 0) return false;
+  uint64_t off = (uint64_t{name_len} + 3) / 4 * 4;
+  if (off + 4 > size) return false;
+  uint32_t count;
+  std::memcpy(&count, p + off, 4);
+  off += 4;
+  for (uint32_t i = 0; i < count; ++i) {
+    if (off + 8 > size) return false;
+    uint32_t kl, vl;
+    std::memcpy(&kl, p + off, 4);
+    std::memcpy(&vl, p + off + 4, 4);
+    if (off + 8 + uint64_t{kl} + vl > size) return false;
+    std::string_view key(reinterpret_cast<const char*>(p + off + 8), kl);
+    if (fn(key, off + 8 + kl, vl)) return true;
+    off += 8 + uint64_t{kl} + vl;
+  }
+  return false;
+}
+
+Status ValidateName(std::string_view name) {
+  if (name.size() > kMaxNameLength) {
+    return Status::InvalidArgument("name is " + std::to_string(name.size()) +
+                                   " bytes; the limit is 255");
+  }
+  return Status::OK();
+}
+
+}  // namespace
+
+// ------------------------------------------------------------ connect
+
+Status ClientCore::Connect(const std::string& path,
+                           std::unique_ptr<ClientCore>* out) {
+  if (path.empty() || path.size() >= sizeof(sockaddr_un::sun_path)) {
+    return Status::InvalidArgument("socket path '" + path +
+                                   "' is empty or longer than 107 bytes");
+  }
+  struct stat st;
+  if (stat(path.c_str(), &st) != 0) {
+    return Status::NotConnected("no glint store at " + path + ": " +
+                                std::strerror(errno));
+  }
+  if (!S_ISSOCK(st.st_mode)) {
+    return Status::NotConnected("no glint store at " + path +
+                                ": not a unix socket");
+  }
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return os::ErrnoStatus(errno, "socket for", path);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+    const int err = errno;
+    close(fd);
+    if (err == ECONNREFUSED) {
+      return Status::NotConnected("no glint store serves " + path +
+                                  " (connection refused: is glintd running?)");
+    }
+    return os::ErrnoStatus(err, "connect to", path);
+  }
+  // A monitor answers at once; a socket that never answers is not a store.
+  timeval tv{5, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  core::Hello hello{core::kHelloMagic, core::kProtocolVersion,
+                    core::kLayoutVersion, 0};
+  if (send(fd, &hello, sizeof(hello), MSG_NOSIGNAL) != sizeof(hello)) {
+    const int err = errno;
+    close(fd);
+    return Status::NotConnected("no glint store serves " + path + ": " +
+                                std::strerror(err));
+  }
+  core::Welcome w{};
+  char cbuf[CMSG_SPACE(sizeof(int))];
+  iovec iov{&w, sizeof(w)};
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = cbuf;
+  msg.msg_controllen = sizeof(cbuf);
+  ssize_t n = recvmsg(fd, &msg, MSG_WAITALL | MSG_CMSG_CLOEXEC);
+  int region_fd = -1;
+  for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
+    if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
+      std::memcpy(&region_fd, CMSG_DATA(c), sizeof(int));
+    }
+  }
+  if (n != sizeof(w) || w.magic != core::kHelloMagic) {
+    if (region_fd >= 0) close(region_fd);
+    close(fd);
+    return Status::NotConnected("no glint store serves " + path +
+                                ": the socket did not answer as a glint monitor");
+  }
+  w.message[sizeof(w.message) - 1] = 0;
+  const auto code = static_cast<StatusCode>(w.status_code);
+  if (code != StatusCode::kOk) {
+    if (region_fd >= 0) close(region_fd);
+    close(fd);
+    return Status(code, std::string(w.message) + " (store " + path + ")");
+  }
+  if (region_fd < 0) {
+    close(fd);
+    return Status::IOError("store " + path + " sent no region descriptor");
+  }
+  std::unique_ptr<ClientCore> core(new ClientCore());
+  core->sock_fd_ = fd;
+  core->slot_ = w.client_slot;
+  core->serial_ = static_cast<uint32_t>(w.client_serial);
+  core->pid_ = static_cast<uint32_t>(getpid());
+  core->socket_path_ = path;
+  Status s = core->Attach(region_fd, w.region_size);
+  close(region_fd);
+  if (!s.ok()) {
+    return Status(s.code(), s.message() + " (store " + path + ")");
+  }
+  Register(core.get());
+  *out = std::move(core);
+  return Status::OK();
+}
+
+Status ClientCore::Attach(int region_fd, uint64_t region_size) {
+  struct stat st;
+  if (fstat(region_fd, &st) != 0) return os::ErrnoStatus(errno, "fstat", "region");
+  if (static_cast<uint64_t>(st.st_size) != region_size) {
+    return Status::Corrupt("region file size differs from what the monitor said");
+  }
+  void* base = nullptr;
+  Status s = os::MapShared(region_fd, static_cast<int64_t>(region_size),
+                           /*populate=*/true, &base);
+  if (!s.ok()) return s;
+  region_ = core::Region(static_cast<uint8_t*>(base), region_size);
+  s = core::Region::Validate(region_.base(), region_size);
+  if (!s.ok()) return s;
+  if (slot_ >= region_.header()->max_clients) {
+    return Status::Corrupt("monitor gave a client slot beyond the table");
+  }
+  store_ = std::make_unique<core::Store>(region_);
+  local_refs_bytes_ = region_.num_obj_slots() * sizeof(std::atomic<uint32_t>);
+  void* refs = mmap(nullptr, local_refs_bytes_, PROT_READ | PROT_WRITE,
+                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (refs == MAP_FAILED) return os::ErrnoStatus(errno, "mmap", "reference table");
+  local_refs_ = static_cast<std::atomic<uint32_t>*>(refs);
+  address_host_ = std::string(region_.header()->hostname,
+                              strnlen(region_.header()->hostname, 64));
+  return Status::OK();
+}
+
+ClientCore::~ClientCore() {
+  Unregister(this);
+  if (!inert_ && store_ != nullptr) {
+    // Give back every reference and abort every build at once, so the store
+    // is whole when the destructor returns; the monitor repeats this (a
+    // no-op then) when it sees the socket close.
+    store_->ReleaseClient(slot_);
+  }
+  if (sock_fd_ >= 0) close(sock_fd_);
+  if (local_refs_ != nullptr) munmap(local_refs_, local_refs_bytes_);
+  os::Unmap(region_.base(), static_cast<int64_t>(region_.size()));
+}
+
+void ClientCore::MarkInert() {
+  inert_ = true;
+  if (sock_fd_ >= 0) {
+    close(sock_fd_);
+    sock_fd_ = -1;
+  }
+}
+
+Status ClientCore::CheckUsable() const {
+  if (inert_) {
+    return Status::NotConnected(
+        "this Client was inherited through fork(); connect a new one in the "
+        "child");
+  }
+  return Status::OK();
+}
+
+// ------------------------------------------------------------ holding
+//
+// The shared holder bit of this client is set while the process-local count
+// of the slot is > 0. The 0 -> 1 and 1 -> 0 transitions flip the shared bit
+// while the local word carries kBusy, so two threads of this client never
+// flip it in the wrong order; other counts change with a plain CAS. (Only
+// threads of this one client can meet on the kBusy flag, for the two atomic
+// instructions of a flip; other clients never wait on it.)
+bool ClientCore::Hold(uint32_t slot, uint64_t state) {
+  std::atomic<uint32_t>& l = local_refs_[slot];
+  uint32_t c = LoadRelaxed(l);
+  for (;;) {
+    if (c & kBusy) {
+      core::CpuRelax();
+      c = LoadRelaxed(l);
+      continue;
+    }
+    if (c == 0) {
+      if (!l.compare_exchange_weak(c, kBusy | 1, std::memory_order_acquire)) continue;
+      store_->SetHolder(slot, slot_);
+      l.store(1, std::memory_order_release);
+      break;
+    }
+    if (l.compare_exchange_weak(c, c + 1, std::memory_order_acquire)) break;
+  }
+  // Our holder bit is set (by us, or by a thread of ours that published it
+  // before our CAS read its count). Now the entry must still be what we
+  // found: see Store's holder handshake.
+  if (LoadSeqCst(region_.entry(slot)->state) == state) return true;
+  Unhold(slot);
+  return false;
+}
+
+void ClientCore::Unhold(uint32_t slot) {
+  std::atomic<uint32_t>& l = local_refs_[slot];
+  uint32_t c = LoadRelaxed(l);
+  for (;;) {
+    if (c & kBusy) {
+      core::CpuRelax();
+      c = LoadRelaxed(l);
+      continue;
+    }
+    if (c == 1) {
+      if (!l.compare_exchange_weak(c, kBusy, std::memory_order_acq_rel)) continue;
+      store_->ClearHolder(slot, slot_);
+      l.store(0, std::memory_order_release);
+      store_->MaybeFree(slot, me());
+      return;
+    }
+    if (l.compare_exchange_weak(c, c - 1, std::memory_order_acq_rel)) return;
+  }
+}
+
+void ClientCore::FillBuffer(uint32_t slot, uint64_t state, Buffer* b) {
+  const core::ObjectEntry* e = region_.entry(slot);
+  b->core_ = this;
+  b->slot_ = slot;
+  b->gen_ = core::GenOf(state);
+  b->data_ = region_.heap() + LoadRelaxed(e->data_offset);
+  b->size_ = static_cast<int64_t>(LoadRelaxed(e->data_size));
+  const uint64_t w0 = LoadRelaxed(e->id[0]), w1 = LoadRelaxed(e->id[1]);
+  std::memcpy(b->id_.mutable_data(), &w0, 8);
+  std::memcpy(b->id_.mutable_data() + 8, &w1, 8);
+}
+
+void ClientCore::Release(Buffer* b) {
+  if (b->core_ != this) return;
+  b->core_ = nullptr;
+  b->data_ = nullptr;
+  b->size_ = 0;
+  if (inert_) return;
+  Unhold(b->slot_);
+}
+
+
+// ------------------------------------------------------------ build
+
+Status ClientCore::BuildObject(const ObjectId& id, int64_t size,
+                               MutableBuffer* mb, std::string_view name,
+                               const Metadata& metadata) {
+  if (mb->core_ != nullptr) mb->core_->Abort(mb);
+  mb->sealed_ = false;
+  mb->size_ = 0;
+  mb->data_ = nullptr;
+  Status s = CheckUsable();
+  if (!s.ok()) return s;
+  const uint64_t heap_size = region_.header()->heap_size;
+  if (size < 0) {
+    return Status::InvalidArgument("object size " + std::to_string(size) +
+                                   " is negative");
+  }
+  if (static_cast<uint64_t>(size) > heap_size) {
+    return Status::InvalidArgument("object size " + std::to_string(size) +
+                                   " exceeds the store's capacity of " +
+                                   std::to_string(heap_size) + " bytes");
+  }
+  s = ValidateName(name);
+  if (!s.ok()) return s;
+  uint64_t md_bytes = 0;
+  for (const auto& [k, v] : metadata) md_bytes += k.size() + v.size();
+  if (md_bytes > kMaxMetadataBytes) {
+    return Status::InvalidArgument("metadata is " + std::to_string(md_bytes) +
+                                   " bytes; the limit is 65536");
+  }
+
+  alloc::Heap& heap = store_->heap();
+  const uint64_t isize = InfoSize(name, metadata);
+  uint64_t ioff = 0, doff = 0;
+  if (isize > 0) {
+    if (!heap.Allocate(isize, &hints_, &ioff)) {
+      return Status::OutOfMemory("store full: no room for " +
+                                 std::to_string(isize) + " bytes of metadata");
+    }
+    WriteInfo(region_.heap() + ioff, name, metadata);
+  }
+  if (size > 0 && !heap.Allocate(static_cast<uint64_t>(size), &hints_, &doff)) {
+    heap.Free(ioff, isize);
+    return Status::OutOfMemory("store full: no free block of " +
+                               std::to_string(size) + " bytes");
+  }
+  core::CreateArgs a;
+  a.id = core::LoadIdWords(id.data());
+  a.id_key = core::MakeKey(core::IdHash(id.data()), region_.header()->obj_num_buckets);
+  a.name = name;
+  if (!name.empty()) {
+    a.name_key = core::MakeKey(core::NameHash(name),
+                               region_.header()->name_num_buckets);
+  }
+  a.data_offset = doff;
+  a.data_size = static_cast<uint64_t>(size);
+  a.info_offset = ioff;
+  a.info_size = static_cast<uint32_t>(isize);
+  a.client_slot = slot_;
+  a.client_serial = serial_;
+  a.pid = pid_;
+  uint32_t slot;
+  uint64_t gen;
+  s = store_->Create(a, &slot, &gen);
+  if (!s.ok()) {
+    heap.Free(doff, static_cast<uint64_t>(size));
+    heap.Free(ioff, isize);
+    return Status(s.code(), s.message() + " (id " + id.hex() + ")");
+  }
+  core::FetchAddRelaxed(
+      me()->bytes_in_use,
+      static_cast<int64_t>(alloc::AllocSize(static_cast<uint64_t>(size)) +
+                           alloc::AllocSize(isize)));
+  core::FetchAddRelaxed(me()->objects_building, int64_t{1});
+  mb->core_ = this;
+  mb->data_ = region_.heap() + doff;
+  mb->size_ = size;
+  mb->slot_ = slot;
+  mb->gen_ = gen;
+  mb->id_ = id;
+  return Status::OK();
+}
+
+Status ClientCore::Resize(MutableBuffer* mb, int64_t new_size) {
+  if (inert_) return CheckUsable();
+  const uint64_t heap_size = region_.header()->heap_size;
+  if (new_size < 0 || static_cast<uint64_t>(new_size) > heap_size) {
+    return Status::InvalidArgument("new size " + std::to_string(new_size) +
+                                   " is negative or exceeds the capacity of " +
+                                   std::to_string(heap_size) + " bytes");
+  }
+  const uint64_t old_size = static_cast<uint64_t>(mb->size_);
+  const uint64_t nsize = static_cast<uint64_t>(new_size);
+  core::ObjectEntry* e = region_.entry(mb->slot_);
+  const uint64_t old_off = LoadRelaxed(e->data_offset);
+  if (alloc::AllocSize(nsize) == alloc::AllocSize(old_size)) {
+    store_->SetPayload(mb->slot_, old_off, nsize);  // same block
+    mb->size_ = new_size;
+    return Status::OK();
+  }
+  uint64_t new_off = 0;
+  if (nsize > 0 && !store_->heap().Allocate(nsize, &hints_, &new_off)) {
+    return Status::OutOfMemory("store full: no free block of " +
+                               std::to_string(nsize) +
+                               " bytes (the old payload is kept)");
+  }
+  std::memmove(region_.heap() + new_off, region_.heap() + old_off,
+               std::min(old_size, nsize));
+  store_->SetPayload(mb->slot_, new_off, nsize);
+  store_->heap().Free(old_off, old_size);
+  core::FetchAddRelaxed(me()->bytes_in_use,
+                        static_cast<int64_t>(alloc::AllocSize(nsize)) -
+                            static_cast<int64_t>(alloc::AllocSize(old_size)));
+  mb->data_ = region_.heap() + new_off;
+  mb->size_ = new_size;
+  return Status::OK();
+}
+
+Status ClientCore::Seal(MutableBuffer* mb) {
+  if (inert_) return CheckUsable();
+  store_->Seal(mb->slot_, mb->gen_, core::IdHash(mb->id_.data()));
+  core::FetchAddRelaxed(me()->objects_building, int64_t{-1});
+  core::FetchAddRelaxed(me()->objects_sealed, int64_t{1});
+  mb->core_ = nullptr;
+  mb->data_ = nullptr;
+  mb->sealed_ = true;
+  return Status::OK();
+}
+
+Status ClientCore::Abort(MutableBuffer* mb) {
+  mb->core_ = nullptr;
+  mb->data_ = nullptr;
+  if (inert_) return CheckUsable();
+  store_->Abort(mb->slot_, mb->gen_, core::IdHash(mb->id_.data()), me());
+  return Status::OK();
+}
+
+// ------------------------------------------------------------ get
+
+namespace {
+constexpr int64_t kSpinNanos = 20 * 1000;  // below one futex wake-up (~27 µs)
+}
+
+template <typename Find, typename FindLive>
+Status ClientCore::WaitFor(uint64_t wait_hash, int64_t timeout_ms, Find find,
+                           FindLive live, uint32_t* slot, uint64_t* state) {
+  // The fast path: found, held, done. No clock read, no syscall.
+  for (;;) {
+    *slot = find(state);
+    if (*slot == kNoSlot) break;
+    if (Hold(*slot, *state)) return Status::OK();
+  }
+  if (timeout_ms == 0) return Status::TimedOut("not sealed");
+
+  const int64_t start = os::MonotonicNanos();
+  const int64_t deadline =
+      timeout_ms < 0 ? INT64_MAX : start + timeout_ms * 1000000;
+  uint32_t seen_slot = kNoSlot;  // an entry of the object being built
+  uint64_t seen_gen = 0;
+  // 1: found and held; 2: the build we saw was aborted; 0: keep waiting.
+  auto check = [&]() -> int {
+    for (;;) {
+      *slot = find(state);
+      if (*slot == kNoSlot) break;
+      if (Hold(*slot, *state)) return 1;
+    }
+    if (seen_slot != kNoSlot &&
+        LoadAcquire(region_.entry(seen_slot)->state) ==
+            core::MakeState(seen_gen, core::kObjAborted)) {
+      return 2;
+    }
+    uint64_t ls;
+    const uint32_t l = live(&ls);
+    if (l != kNoSlot && core::StateOf(ls) == core::kObjCreating) {
+      seen_slot = l;
+      seen_gen = core::GenOf(ls);
+    }
+    return 0;
+  };
+  auto verdict = [](int r) {
+    return r == 1 ? Status::OK()
+                  : Status::Aborted("its builder aborted it while we waited");
+  };
+
+  // Spin for about the cost of a futex wake-up, then sleep.
+  const int64_t spin_until = std::min(deadline, start + kSpinNanos);
+  for (uint32_t i = 0;; ++i) {
+    if (int r = check()) return verdict(r);
+    if ((i & 7) == 7 && os::MonotonicNanos() >= spin_until) break;
+    for (int k = 0; k < 16; ++k) core::CpuRelax();
+  }
+  core::WaitBucket* wb = region_.wait_bucket(wait_hash);
+  for (;;) {
+    // Announce, re-check, sleep: the getter's side of the handshake with
+    // Store::Seal/Wake (waiters++ then load state; seal stores state then
+    // loads waiters). The bucket's seq read before announcing makes a wake
+    // between our re-check and FUTEX_WAIT return at once.
+    const uint32_t seq = LoadAcquire(wb->seq);
+    wb->waiters.fetch_add(1, std::memory_order_seq_cst);
+    core::FenceSeqCst();
+    const int r = check();
+    const int64_t now = os::MonotonicNanos();
+    if (r != 0 || now >= deadline) {
+      wb->waiters.fetch_sub(1, std::memory_order_relaxed);
+      return r != 0 ? verdict(r) : Status::TimedOut("not sealed in time");
+    }
+    os::FutexWait(&wb->seq, seq, deadline == INT64_MAX ? -1 : deadline - now);
+    wb->waiters.fetch_sub(1, std::memory_order_relaxed);
+  }
+}
+
+Status ClientCore::GetObject(const ObjectId& id, Buffer* buffer,
+                             int64_t timeout_ms) {
+  buffer->Release();
+  Status s = CheckUsable();
+  if (!s.ok()) return s;
+  const core::Key key =
+      core::MakeKey(core::IdHash(id.data()), region_.header()->obj_num_buckets);
+  const core::IdWords idw = core::LoadIdWords(id.data());
+  const core::ObjectTable& table = store_->table();
+  uint32_t slot;
+  uint64_t state;
+  s = WaitFor(
+      key.hash, timeout_ms,
+      [&](uint64_t* st) { return table.Find(key, idw, core::kObjSealed, st); },
+      [&](uint64_t* st) { return table.FindLive(key, idw, st); }, &slot,
+      &state);
+  if (!s.ok()) {
+    return Status(s.code(), "object " + id.hex() + ": " + s.message());
+  }
+  FillBuffer(slot, state, buffer);
+  return Status::OK();
+}
+
+Status ClientCore::GetObjectByName(std::string_view name, Buffer* buffer,
+                                   int64_t timeout_ms) {
+  buffer->Release();
+  Status s = CheckUsable();
+  if (!s.ok()) return s;
+  if (name.empty()) return Status::InvalidArgument("name is empty");
+  s = ValidateName(name);
+  if (!s.ok()) return s;
+  const core::Key key =
+      core::MakeKey(core::NameHash(name), region_.header()->name_num_buckets);
+  const core::ObjectTable& table = store_->table();
+  uint32_t slot;
+  uint64_t state;
+  s = WaitFor(
+      key.hash, timeout_ms,
+      [&](uint64_t* st) {
+        return table.FindByName(key, name, core::kObjSealed, st);
+      },
+      [&](uint64_t* st) {
+        return table.FindByName(key, name, core::kObjCreating, st);
+      },
+      &slot, &state);
+  if (!s.ok()) {
+    return Status(s.code(),
+                  "object named '" + std::string(name) + "': " + s.message());
+  }
+  FillBuffer(slot, state, buffer);
+  return Status::OK();
+}
+
+Status ClientCore::GetObjects(const std::vector<ObjectId>& ids,
+                              std::vector<Buffer>* buffers,
+                              int64_t timeout_ms) {
+  buffers->clear();
+  buffers->resize(ids.size());
+  Status s = CheckUsable();
+  if (!s.ok()) return s;
+  const int64_t deadline = timeout_ms < 0
+                               ? INT64_MAX
+                               : os::MonotonicNanos() + timeout_ms * 1000000;
+  Status first_error;
+  for (size_t i = 0; i < ids.size(); ++i) {
+    int64_t left = -1;
+    if (deadline != INT64_MAX) {
+      left = std::max<int64_t>(0, (deadline - os::MonotonicNanos()) / 1000000);
+    }
+    Status r = GetObject(ids[i], &(*buffers)[i], left);
+    if (!r.ok() && first_error.ok()) first_error = r;
+  }
+  return first_error;
+}
+
+bool ClientCore::Contains(const ObjectId& id) {
+  if (inert_) return false;
+  const core::Key key =
+      core::MakeKey(core::IdHash(id.data()), region_.header()->obj_num_buckets);
+  uint64_t st;
+  return store_->table().Find(key, core::LoadIdWords(id.data()),
+                              core::kObjSealed, &st) != kNoSlot;
+}
+
+Status ClientCore::Delete(const ObjectId& id) {
+  Status s = CheckUsable();
+  if (!s.ok()) return s;
+  const core::Key key =
+      core::MakeKey(core::IdHash(id.data()), region_.header()->obj_num_buckets);
+  const core::IdWords idw = core::LoadIdWords(id.data());
+  for (;;) {
+    uint64_t st;
+    const uint32_t slot = store_->table().Find(key, idw, core::kObjSealed, &st);
+    if (slot == kNoSlot) {
+      return Status::NotFound("no sealed object " + id.hex());
+    }
+    if (store_->Delete(slot, st, me())) return Status::OK();
+  }
+}
+
+// ------------------------------------------------------------ inspection
+
+void ClientCore::FillInfo(uint32_t slot, uint64_t state, ObjectInfo* info) const {
+  const core::ObjectEntry* e = region_.entry(slot);
+  const uint64_t w0 = LoadRelaxed(e->id[0]), w1 = LoadRelaxed(e->id[1]);
+  std::memcpy(info->id.mutable_data(), &w0, 8);
+  std::memcpy(info->id.mutable_data() + 8, &w1, 8);
+  info->size = static_cast<int64_t>(LoadRelaxed(e->data_size));
+  info->create_time = LoadRelaxed(e->create_time_us);
+  const uint64_t c_tsc = LoadRelaxed(e->create_tsc);
+  const uint64_t s_tsc = LoadRelaxed(e->seal_tsc);
+  const double tpu = region_.header()->tsc_per_us;
+  info->construct_duration =
+      (s_tsc == 0 || tpu <= 0 || s_tsc < c_tsc)
+          ? -1
+          : static_cast<int64_t>(static_cast<double>(s_tsc - c_tsc) / tpu);
+  info->creator_id = LoadRelaxed(e->creator_pid);
+  info->creator_address = address_host_ + "/" + std::to_string(info->creator_id) +
+                          "/" + std::to_string(LoadRelaxed(e->creator_serial));
+  info->sealed = core::StateOf(state) == core::kObjSealed;
+  int32_t holders = 0;
+  for (const auto& w : e->holders) holders += std::popcount(LoadRelaxed(w));
+  info->holders = holders;
+  const uint16_t name_len = LoadRelaxed(e->name_len);
+  const uint32_t isize = LoadRelaxed(e->info_size);
+  const uint64_t ioff = LoadRelaxed(e->info_offset);
+  info->name.clear();
+  info->metadata_size = 0;
+  if (isize > 0 && ioff + isize <= region_.header()->heap_size &&
+      name_len <= isize) {
+    const uint8_t* p = region_.heap() + ioff;
+    info->name.assign(reinterpret_cast<const char*>(p), name_len);
+    int64_t md = 0;
+    ForEachMeta(p, isize, name_len,
+                [&](std::string_view k, uint64_t, uint32_t vlen) {
+                  md += static_cast<int64_t>(k.size()) + vlen;
+                  return false;
+                });
+    info->metadata_size = md;
+  }
+}
+
+Status ClientCore::GetObjectInfo(const ObjectId& id, ObjectInfo* info) {
+  Status s = CheckUsable();
+  if (!s.ok()) return s;
+  const core::Key key =
+      core::MakeKey(core::IdHash(id.data()), region_.header()->obj_num_buckets);
+  const core::IdWords idw = core::LoadIdWords(id.data());
+  for (int attempt = 0; attempt < 100; ++attempt) {
+    uint64_t st;
+    uint32_t slot = store_->table().Find(key, idw, core::kObjSealed, &st);
+    if (slot == kNoSlot) {
+      slot = store_->table().Find(key, idw, core::kObjCreating, &st);
+    }
+    if (slot == kNoSlot) break;
+    FillInfo(slot, st, info);
+    // A consistent snapshot: the entry did not change while we read it.
+    if (LoadAcquire(region_.entry(slot)->state) == st) return Status::OK();
+  }
+  return Status::NotFound("no object " + id.hex());
+}
+
+Status ClientCore::ListObjects(std::vector<ObjectInfo>* objects) {
+  objects->clear();
+  Status s = CheckUsable();
+  if (!s.ok()) return s;
+  const uint64_t nb = region_.header()->obj_num_buckets;
+  for (uint64_t b = 0; b < nb; ++b) {
+    uint64_t used = LoadAcquire(region_.obj_bucket(b)->used);
+    while (used != 0) {
+      const uint32_t i = std::countr_zero(used);
+      used &= used - 1;
+      const uint32_t slot = static_cast<uint32_t>(b * core::kSlotsPerBucket + i);
+      const uint64_t st = LoadAcquire(region_.entry(slot)->state);
+      const auto state = core::StateOf(st);
+      if (state != core::kObjCreating && state != core::kObjSealed) continue;
+      ObjectInfo info;
+      FillInfo(slot, st, &info);
+      if (LoadAcquire(region_.entry(slot)->state) == st) {
+        objects->push_back(std::move(info));
+      }
+    }
+  }
+  return Status::OK();
+}
+
+Status ClientCore::GetMetadata(const ObjectId& id, const std::string& key,
+                               Buffer* value) {
+  value->Release();
+  Status s = CheckUsable();
+  if (!s.ok()) return s;
+  const core::Key k =
+      core::MakeKey(core::IdHash(id.data()), region_.header()->obj_num_buckets);
+  const core::IdWords idw = core::LoadIdWords(id.data());
+  uint32_t slot;
+  uint64_t st;
+  for (;;) {
+    slot = store_->table().Find(k, idw, core::kObjSealed, &st);
+    if (slot == kNoSlot) return Status::NotFound("no sealed object " + id.hex());
+    if (Hold(slot, st)) break;
+  }
+  const core::ObjectEntry* e = region_.entry(slot);
+  const uint64_t ioff = LoadRelaxed(e->info_offset);
+  const uint32_t isize = LoadRelaxed(e->info_size);
+  const uint8_t* p = region_.heap() + ioff;
+  uint64_t voff = 0;
+  uint32_t vlen = 0;
+  const bool found = ForEachMeta(
+      p, isize, LoadRelaxed(e->name_len),
+      [&](std::string_view kk, uint64_t off, uint32_t len) {
+        if (kk != key) return false;
+        voff = off;
+        vlen = len;
+        return true;
+      });
+  if (!found) {
+    Unhold(slot);
+    return Status::NotFound("object " + id.hex() + " has no metadata key '" +
+                            key + "'");
+  }
+  FillBuffer(slot, st, value);
+  value->data_ = p + voff;
+  value->size_ = vlen;
+  return Status::OK();
+}
+
+Status ClientCore::Stats(StoreStats* stats) {
+  Status s = CheckUsable();
+  if (!s.ok()) return s;
+  const core::RegionHeader* h = region_.header();
+  int64_t bytes = LoadRelaxed(h->retired_bytes_in_use);
+  int64_t sealed = LoadRelaxed(h->retired_objects_sealed);
+  int64_t building = LoadRelaxed(h->retired_objects_building);
+  int64_t clients = 0;
+  for (uint32_t i = 0; i < h->max_clients; ++i) {
+    const core::ClientSlot* c = region_.client(i);
+    bytes += LoadRelaxed(c->bytes_in_use);
+    sealed += LoadRelaxed(c->objects_sealed);
+    building += LoadRelaxed(c->objects_building);
+    if (LoadAcquire(c->state) == core::kClientActive) ++clients;
+  }
+  stats->capacity = static_cast<int64_t>(h->heap_size);
+  stats->bytes_in_use = bytes;
+  stats->bytes_free = stats->capacity - bytes;
+  stats->largest_free_block = static_cast<int64_t>(store_->heap().LargestFree());
+  stats->objects_sealed = sealed;
+  stats->objects_building = building;
+  stats->clients = clients;
+  return Status::OK();
+}
+
+}  // namespace glint::internal

@@ -1,0 +1,95 @@
+// Copyright (c) glint authors.
+//
+// ClientCore: what a connected Client is inside. It maps the region, owns
+// one client slot, and runs every operation on the region through
+// core::Store. Process-local state: per object slot, how many Buffers of this
+// client hold it (the shared holder bit is set while that count is > 0).
+
+#ifndef GLINT_CLIENT_CLIENT_CORE_H_
+#define GLINT_CLIENT_CLIENT_CORE_H_
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "alloc/heap.h"
+#include "core/region.h"
+#include "core/store.h"
+#include "glint/client.h"
+
+namespace glint::internal {
+
+class ClientCore {
+ public:
+  static Status Connect(const std::string& socket_path,
+                        std::unique_ptr<ClientCore>* out);
+  ~ClientCore();
+
+  Status BuildObject(const ObjectId& id, int64_t size, MutableBuffer* buffer,
+                     std::string_view name, const Metadata& metadata);
+  Status GetObject(const ObjectId& id, Buffer* buffer, int64_t timeout_ms);
+  Status GetObjectByName(std::string_view name, Buffer* buffer,
+                         int64_t timeout_ms);
+  Status GetObjects(const std::vector<ObjectId>& ids,
+                    std::vector<Buffer>* buffers, int64_t timeout_ms);
+  bool Contains(const ObjectId& id);
+  Status Delete(const ObjectId& id);
+  Status ListObjects(std::vector<ObjectInfo>* objects);
+  Status GetObjectInfo(const ObjectId& id, ObjectInfo* info);
+  Status GetMetadata(const ObjectId& id, const std::string& key, Buffer* value);
+  Status Stats(StoreStats* stats);
+
+  // Called by Buffer / MutableBuffer.
+  void Release(Buffer* b);
+  Status Seal(MutableBuffer* mb);
+  Status Abort(MutableBuffer* mb);
+  Status Resize(MutableBuffer* mb, int64_t new_size);
+
+  const uint8_t* base() const { return region_.base(); }
+  int64_t size() const { return static_cast<int64_t>(region_.size()); }
+  uint32_t slot() const { return slot_; }
+
+  // After fork(), in the child: the core stops touching the store.
+  void MarkInert();
+
+ private:
+  ClientCore() = default;
+  Status Attach(int region_fd, uint64_t region_size);
+
+  // Takes a reference on `slot` that the caller found in `state`; false if
+  // the entry changed (the reference is then already given back).
+  bool Hold(uint32_t slot, uint64_t state);
+  void Unhold(uint32_t slot);
+  void FillBuffer(uint32_t slot, uint64_t state, Buffer* b);
+  void FillInfo(uint32_t slot, uint64_t state, ObjectInfo* info) const;
+
+  // Waits for a sealed entry found by `find` (returns a slot and state),
+  // holding it on success. `live` finds an entry being built (for kAborted).
+  template <typename Find, typename FindLive>
+  Status WaitFor(uint64_t wait_hash, int64_t timeout_ms, Find find,
+                 FindLive live, uint32_t* slot, uint64_t* state);
+
+  core::ClientSlot* me() const { return region_.client(slot_); }
+  Status CheckUsable() const;
+
+  int sock_fd_ = -1;
+  bool inert_ = false;
+  core::Region region_;
+  std::unique_ptr<core::Store> store_;
+  uint32_t slot_ = 0;
+  uint32_t serial_ = 0;
+  uint32_t pid_ = 0;
+  std::string socket_path_;
+  std::string address_host_;
+  alloc::AllocHints hints_;
+  // Per object slot: references held by this process (bit 31: a thread is
+  // flipping the shared holder bit).
+  std::atomic<uint32_t>* local_refs_ = nullptr;
+  uint64_t local_refs_bytes_ = 0;
+};
+
+}  // namespace glint::internal
+
+#endif  // GLINT_CLIENT_CLIENT_CORE_H_

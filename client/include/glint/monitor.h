@@ -1,0 +1,78 @@
+// Copyright (c) glint authors.
+//
+// Monitor: creates a store's region and registers its clients. It does
+// nothing on the fast path. Embedded here as a background thread of the
+// calling process (tests, demos, programs that own the store); the glintd
+// program runs the same Monitor.
+//
+// Thread safety: Start and the destructor may be called from any thread;
+// the accessors are safe from any thread.
+
+#ifndef GLINT_MONITOR_H_
+#define GLINT_MONITOR_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "glint/status.h"
+
+namespace glint {
+
+struct StoreOptions {
+  // The unix socket clients connect to. The region's file name is derived
+  // from it, so stores on different sockets coexist.
+  std::string socket_path = "/tmp/glint";
+  // Bytes of the data heap (payloads and metadata); rounded up to 64 KiB.
+  int64_t capacity = int64_t{256} << 20;
+  // Objects the table holds at once. 0 picks max(65536, capacity / 16 KiB).
+  int64_t max_objects = 0;
+  // Clients connected at once (1..256).
+  int32_t max_clients = 64;
+  // Permission bits of the socket and of the region file.
+  uint32_t mode = 0600;
+  // Back the region with huge pages when the machine offers them.
+  bool hugepages = false;
+  // Allocate every page of the region at creation (clients map it with
+  // MAP_POPULATE). Off only for stores larger than the machine should
+  // commit at once.
+  bool prefault = true;
+  // Region file directory.
+  std::string shm_dir = "/dev/shm";
+};
+
+namespace internal {
+class MonitorImpl;
+}
+
+class Monitor {
+ public:
+  // Creates the region and the socket and serves registrations from a
+  // background thread until the Monitor is destroyed. Blocks only while it
+  // sets up.
+  // Errors: kInvalidArgument (an option out of range), kAlreadyExists (a live
+  // store already serves socket_path), kOutOfMemory (the shm directory cannot
+  // hold the region), kPermissionDenied, kIOError.
+  static Status Start(const StoreOptions& options,
+                      std::unique_ptr<Monitor>* out);
+
+  // Stops serving, removes the socket and unlinks the region. Clients that
+  // still map it keep working on it until they disconnect.
+  ~Monitor();
+  Monitor(const Monitor&) = delete;
+  Monitor& operator=(const Monitor&) = delete;
+
+  const std::string& socket_path() const;
+  // The region's file, e.g. /dev/shm/glint-3f2a...
+  const std::string& region_path() const;
+  // Clients registered now.
+  int clients() const;
+
+ private:
+  Monitor() = default;
+  std::unique_ptr<internal::MonitorImpl> impl_;
+};
+
+}  // namespace glint
+
+#endif  // GLINT_MONITOR_H_

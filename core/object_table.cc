@@ -1,0 +1,215 @@
+// Copyright (c) glint authors.
+
+#include "core/object_table.h"
+
+#include <bit>
+#include <cstring>
+
+#include "core/atomics.h"
+
+namespace glint::core {
+namespace {
+
+constexpr uint64_t kUsedMask = (uint64_t{1} << kSlotsPerBucket) - 1;
+
+inline uint64_t Mix(uint64_t a, uint64_t b) {
+  __uint128_t r = static_cast<__uint128_t>(a) * b;
+  return static_cast<uint64_t>(r) ^ static_cast<uint64_t>(r >> 64);
+}
+
+inline uint64_t Read8(const uint8_t* p) {
+  uint64_t v;
+  std::memcpy(&v, p, 8);
+  return v;
+}
+
+}  // namespace
+
+uint64_t HashBytes(const void* data, size_t len, uint64_t seed) {
+  constexpr uint64_t k0 = 0xa0761d6478bd642fULL;
+  constexpr uint64_t k1 = 0xe7037ed1a0b428dbULL;
+  constexpr uint64_t k2 = 0x8ebc6af09c88c6e3ULL;
+  const uint8_t* p = static_cast<const uint8_t*>(data);
+  uint64_t h = seed ^ Mix(seed ^ k0, len ^ k1);
+  size_t i = 0;
+  for (; i + 16 <= len; i += 16) {
+    h = Mix(Read8(p + i) ^ k1 ^ h, Read8(p + i + 8) ^ k2);
+  }
+  uint64_t a = 0, b = 0;
+  const size_t rest = len - i;
+  if (rest > 0) {
+    uint8_t tail[16] = {0};
+    std::memcpy(tail, p + i, rest);
+    a = Read8(tail);
+    b = Read8(tail + 8);
+  }
+  h = Mix(a ^ k1 ^ h, b ^ k2 ^ rest);
+  return Mix(h ^ k0, h ^ k2);
+}
+
+Key MakeKey(uint64_t hash, uint64_t num_buckets) {
+  Key k;
+  k.hash = hash;
+  const uint64_t mask = num_buckets - 1;
+  k.bucket[0] = hash & mask;
+  k.bucket[1] = (hash >> 32) & mask;
+  if (k.bucket[1] == k.bucket[0]) k.bucket[1] = k.bucket[0] ^ 1;
+  k.fp = static_cast<uint8_t>(hash >> 24);
+  if (k.fp == 0) k.fp = 1;
+  return k;
+}
+
+IdWords LoadIdWords(const uint8_t id[16]) {
+  IdWords w;
+  std::memcpy(w.w, id, 16);
+  return w;
+}
+
+bool ObjectTable::IdMatches(uint32_t slot, uint64_t state,
+                            const IdWords& id) const {
+  const ObjectEntry* e = r_.entry(slot);
+  if (LoadRelaxed(e->id[0]) != id.w[0] || LoadRelaxed(e->id[1]) != id.w[1]) {
+    return false;
+  }
+  // Seqlock-style re-check: the id we read belongs to the state we acted on
+  // (an entry is only rewritten after its state changed).
+  std::atomic_thread_fence(std::memory_order_acquire);
+  return LoadRelaxed(e->state) == state;
+}
+
+bool ObjectTable::NameMatches(uint32_t slot, uint64_t state,
+                              std::string_view name) const {
+  const ObjectEntry* e = r_.entry(slot);
+  const uint16_t len = LoadRelaxed(e->name_len);
+  if (len != name.size() || len == 0) return false;
+  const uint64_t off = LoadRelaxed(e->info_offset);
+  const uint32_t size = LoadRelaxed(e->info_size);
+  if (size < len || off + size > r_.header()->heap_size) return false;
+  // The block is immutable while the entry keeps `state`; if the entry
+  // moved on, the re-check below throws away what we compared. The bytes are
+  // read through relaxed atomic byte loads so that racing with a reuse of
+  // the block is not a data race.
+  const auto* bytes =
+      reinterpret_cast<const std::atomic<uint8_t>*>(r_.heap() + off);
+  for (uint16_t i = 0; i < len; ++i) {
+    if (LoadRelaxed(bytes[i]) != static_cast<uint8_t>(name[i])) return false;
+  }
+  std::atomic_thread_fence(std::memory_order_acquire);
+  return LoadRelaxed(e->state) == state;
+}
+
+uint32_t ObjectTable::Find(const Key& k, const IdWords& id, ObjState want,
+                           uint64_t* state) const {
+  for (uint64_t b : k.bucket) {
+    const BucketHeader* bh = r_.obj_bucket(b);
+    for (uint32_t i = 0; i < kSlotsPerBucket; ++i) {
+      if (LoadRelaxed(bh->fp[i]) != k.fp) continue;
+      const uint32_t slot = static_cast<uint32_t>(b * kSlotsPerBucket + i);
+      const uint64_t s = LoadAcquire(r_.entry(slot)->state);
+      if (StateOf(s) == want && IdMatches(slot, s, id)) {
+        *state = s;
+        return slot;
+      }
+    }
+  }
+  return kNoSlot;
+}
+
+uint32_t ObjectTable::FindLive(const Key& k, const IdWords& id,
+                               uint64_t* state) const {
+  for (uint64_t b : k.bucket) {
+    const BucketHeader* bh = r_.obj_bucket(b);
+    for (uint32_t i = 0; i < kSlotsPerBucket; ++i) {
+      if (LoadRelaxed(bh->fp[i]) != k.fp) continue;
+      const uint32_t slot = static_cast<uint32_t>(b * kSlotsPerBucket + i);
+      const uint64_t s = LoadAcquire(r_.entry(slot)->state);
+      const ObjState st = StateOf(s);
+      if ((st == kObjClaimed || st == kObjCreating || st == kObjSealed) &&
+          IdMatches(slot, s, id)) {
+        *state = s;
+        return slot;
+      }
+    }
+  }
+  return kNoSlot;
+}
+
+uint32_t ObjectTable::FindByName(const Key& k, std::string_view name,
+                                 ObjState want, uint64_t* state) const {
+  for (uint64_t b : k.bucket) {
+    const BucketHeader* bh = r_.name_bucket(b);
+    for (uint32_t i = 0; i < kSlotsPerBucket; ++i) {
+      if (LoadRelaxed(bh->fp[i]) != k.fp) continue;
+      const uint32_t ns = static_cast<uint32_t>(b * kSlotsPerBucket + i);
+      const uint32_t slot = LoadAcquire(r_.name_entry(ns)->obj_slot);
+      if (slot >= r_.num_obj_slots()) continue;
+      const uint64_t s = LoadAcquire(r_.entry(slot)->state);
+      if (StateOf(s) == want && NameMatches(slot, s, name)) {
+        *state = s;
+        return slot;
+      }
+    }
+  }
+  return kNoSlot;
+}
+
+bool ObjectTable::Claim(BucketHeader* (Region::*bucket)(uint64_t) const,
+                        const Key& k, uint32_t* slot) {
+  BucketHeader* b0 = (r_.*bucket)(k.bucket[0]);
+  BucketHeader* b1 = (r_.*bucket)(k.bucket[1]);
+  uint64_t u0 = LoadRelaxed(b0->used);
+  uint64_t u1 = LoadRelaxed(b1->used);
+  // The emptier bucket first (two choices keep buckets balanced).
+  const bool first_is_0 = std::popcount(u0) <= std::popcount(u1);
+  for (int pass = 0; pass < 2; ++pass) {
+    const bool use0 = (pass == 0) == first_is_0;
+    BucketHeader* bh = use0 ? b0 : b1;
+    const uint64_t bidx = use0 ? k.bucket[0] : k.bucket[1];
+    uint64_t u = use0 ? u0 : u1;
+    while ((u & kUsedMask) != kUsedMask) {
+      const uint32_t i = std::countr_zero(~u);
+      // Acquire: we see the releases of the previous occupant (its reset of
+      // the entry) before we write the slot.
+      if (CasAcqRel(bh->used, u, u | (uint64_t{1} << i))) {
+        *slot = static_cast<uint32_t>(bidx * kSlotsPerBucket + i);
+        return true;
+      }
+    }
+  }
+  return false;
+}
+
+bool ObjectTable::ClaimObjectSlot(const Key& k, uint32_t* slot) {
+  return Claim(&Region::obj_bucket, k, slot);
+}
+
+bool ObjectTable::ClaimNameSlot(const Key& k, uint32_t* slot) {
+  return Claim(&Region::name_bucket, k, slot);
+}
+
+void ObjectTable::PublishObject(uint32_t slot, uint8_t fp) {
+  StoreSeqCst(r_.obj_bucket(slot / kSlotsPerBucket)->fp[slot % kSlotsPerBucket],
+              fp);
+}
+
+void ObjectTable::PublishName(uint32_t slot, uint8_t fp) {
+  StoreSeqCst(
+      r_.name_bucket(slot / kSlotsPerBucket)->fp[slot % kSlotsPerBucket], fp);
+}
+
+void ObjectTable::ReleaseObjectSlot(uint32_t slot) {
+  BucketHeader* bh = r_.obj_bucket(slot / kSlotsPerBucket);
+  const uint32_t i = slot % kSlotsPerBucket;
+  StoreRelease(bh->fp[i], uint8_t{0});
+  FetchAndRelease(bh->used, ~(uint64_t{1} << i));
+}
+
+void ObjectTable::ReleaseNameSlot(uint32_t slot) {
+  BucketHeader* bh = r_.name_bucket(slot / kSlotsPerBucket);
+  const uint32_t i = slot % kSlotsPerBucket;
+  StoreRelease(bh->fp[i], uint8_t{0});
+  StoreRelaxed(r_.name_entry(slot)->obj_slot, kNoSlot);
+  FetchAndRelease(bh->used, ~(uint64_t{1} << i));
+}
+
+}  // namespace glint::core

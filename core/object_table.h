@@ -1,0 +1,86 @@
+// Copyright (c) glint authors.
+//
+// The object table and the name index: two tables of buckets of 56 slots.
+// An id (or a name) hashes to two buckets; it lives in one of them. A bucket
+// header is one cache line: a `used` bitmap (slot taken) and a fingerprint
+// byte per slot (0: nothing published there), so a lookup reads two header
+// lines and only the entries whose fingerprint matches.
+//
+// Slots are claimed with one CAS on `used` and given back by clearing the
+// bit, so deleted slots are reused at once and the table never degrades.
+//
+// This layer knows nothing of the heap; core/store.h drives the object life
+// cycle on top of it.
+
+#ifndef GLINT_CORE_OBJECT_TABLE_H_
+#define GLINT_CORE_OBJECT_TABLE_H_
+
+#include <cstdint>
+#include <string_view>
+
+#include "core/region.h"
+
+namespace glint::core {
+
+// 64-bit hash of bytes (wyhash-style mixing, our own implementation).
+uint64_t HashBytes(const void* data, size_t len, uint64_t seed);
+
+inline constexpr uint64_t kNameSeed = 0x6e616d65ULL;
+inline uint64_t IdHash(const void* id16) { return HashBytes(id16, 16, 0); }
+inline uint64_t NameHash(std::string_view name) {
+  return HashBytes(name.data(), name.size(), kNameSeed);
+}
+
+// Where a key lives: its hash, fingerprint and two candidate buckets.
+struct Key {
+  uint64_t hash = 0;
+  uint64_t bucket[2] = {0, 0};
+  uint8_t fp = 0;
+};
+Key MakeKey(uint64_t hash, uint64_t num_buckets);
+
+struct IdWords {
+  uint64_t w[2];
+};
+IdWords LoadIdWords(const uint8_t id[16]);
+
+class ObjectTable {
+ public:
+  explicit ObjectTable(const Region& r) : r_(r) {}
+
+  // A slot whose entry holds `id` in state `want` (read with acquire), or
+  // kNoSlot. *state receives the state word read. Lock-free, never blocks.
+  uint32_t Find(const Key& k, const IdWords& id, ObjState want,
+                uint64_t* state) const;
+  // Any entry of `id` that is claimed, being built or sealed.
+  uint32_t FindLive(const Key& k, const IdWords& id, uint64_t* state) const;
+  // The object slot whose entry has name `name` in state `want`, or kNoSlot.
+  uint32_t FindByName(const Key& k, std::string_view name, ObjState want,
+                      uint64_t* state) const;
+  // True when object slot `slot` (in state `state`) carries name `name`.
+  bool NameMatches(uint32_t slot, uint64_t state, std::string_view name) const;
+  bool IdMatches(uint32_t slot, uint64_t state, const IdWords& id) const;
+
+  // Claims a free slot in the emptier of k's buckets (one CAS on `used`).
+  // Returns false when both buckets are full.
+  bool ClaimObjectSlot(const Key& k, uint32_t* slot);
+  bool ClaimNameSlot(const Key& k, uint32_t* slot);
+  // Publishes a claimed slot's fingerprint (SeqCst: see store.cc, Create).
+  void PublishObject(uint32_t slot, uint8_t fp);
+  void PublishName(uint32_t slot, uint8_t fp);
+  // Unpublishes and frees a slot: fingerprint to 0, then the used bit.
+  void ReleaseObjectSlot(uint32_t slot);
+  void ReleaseNameSlot(uint32_t slot);
+
+  uint64_t num_buckets() const { return r_.header()->obj_num_buckets; }
+  uint64_t num_name_buckets() const { return r_.header()->name_num_buckets; }
+
+ private:
+  bool Claim(BucketHeader* (Region::*bucket)(uint64_t) const, const Key& k,
+             uint32_t* slot);
+  Region r_;
+};
+
+}  // namespace glint::core
+
+#endif  // GLINT_CORE_OBJECT_TABLE_H_

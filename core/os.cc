@@ -1,0 +1,120 @@
+// Copyright (c) glint authors.
+
+#include "core/os.h"
+
+#include <errno.h>
+#include <linux/futex.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <climits>
+#if defined(__x86_64__)
+#include <x86intrin.h>
+#endif
+#include <cstring>
+
+namespace glint::os {
+
+bool FutexWait(std::atomic<uint32_t>* word, uint32_t expected,
+               int64_t timeout_ns) {
+  struct timespec ts;
+  struct timespec* tsp = nullptr;
+  if (timeout_ns >= 0) {
+    ts.tv_sec = timeout_ns / 1000000000;
+    ts.tv_nsec = timeout_ns % 1000000000;
+    tsp = &ts;
+  }
+  // Shared futex (no FUTEX_PRIVATE_FLAG): the word lives in a MAP_SHARED
+  // mapping that other processes map at other addresses.
+  long r = syscall(SYS_futex, reinterpret_cast<uint32_t*>(word), FUTEX_WAIT,
+                   expected, tsp, nullptr, 0);
+  return !(r == -1 && errno == ETIMEDOUT);
+}
+
+void FutexWakeAll(std::atomic<uint32_t>* word) {
+  syscall(SYS_futex, reinterpret_cast<uint32_t*>(word), FUTEX_WAKE, INT_MAX,
+          nullptr, nullptr, 0);
+}
+
+int64_t NowMicros() {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return int64_t{ts.tv_sec} * 1000000 + ts.tv_nsec / 1000;
+}
+
+int64_t CoarseNowMicros() {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME_COARSE, &ts);
+  return int64_t{ts.tv_sec} * 1000000 + ts.tv_nsec / 1000;
+}
+
+uint64_t ReadTsc() {
+#if defined(__x86_64__)
+  return __rdtsc();
+#else
+  return static_cast<uint64_t>(MonotonicNanos());
+#endif
+}
+
+double CalibrateTsc() {
+#if defined(__x86_64__)
+  const uint64_t t0 = ReadTsc();
+  const int64_t n0 = MonotonicNanos();
+  struct timespec nap = {0, 20 * 1000 * 1000};
+  nanosleep(&nap, nullptr);
+  const uint64_t t1 = ReadTsc();
+  const int64_t n1 = MonotonicNanos();
+  if (n1 <= n0 || t1 <= t0) return 0;
+  return static_cast<double>(t1 - t0) / (static_cast<double>(n1 - n0) / 1000.0);
+#else
+  return 1000.0;  // ReadTsc counts nanoseconds
+#endif
+}
+
+int64_t MonotonicNanos() {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return int64_t{ts.tv_sec} * 1000000000 + ts.tv_nsec;
+}
+
+Status MapShared(int fd, int64_t size, bool populate, void** out) {
+  int flags = MAP_SHARED | (populate ? MAP_POPULATE : 0);
+  void* p = mmap(nullptr, static_cast<size_t>(size), PROT_READ | PROT_WRITE,
+                 flags, fd, 0);
+  if (p == MAP_FAILED) return ErrnoStatus(errno, "mmap", "region");
+  *out = p;
+  return Status::OK();
+}
+
+void Unmap(void* addr, int64_t size) {
+  if (addr != nullptr) munmap(addr, static_cast<size_t>(size));
+}
+
+Status ErrnoStatus(int err, const std::string& what, const std::string& path) {
+  std::string msg = what + " " + path + ": " + std::strerror(err);
+  switch (err) {
+    case EACCES:
+    case EPERM:
+      return Status::PermissionDenied(msg);
+    case ENOENT:
+    case ECONNREFUSED:
+    case ENOTSOCK:
+    case EPROTOTYPE:
+      return Status::NotConnected(msg);
+    case ENOMEM:
+    case ENOSPC:
+      return Status::OutOfMemory(msg);
+    default:
+      return Status::IOError(msg);
+  }
+}
+
+std::string Hostname() {
+  char buf[256] = {0};
+  if (gethostname(buf, sizeof(buf) - 1) != 0) return "localhost";
+  return buf;
+}
+
+}  // namespace glint::os

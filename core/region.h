@@ -1,0 +1,286 @@
+// Copyright (c) glint authors.
+//
+// The region: one shared-memory file holding the whole store. Every process
+// maps it at its own address, so the region holds offsets, never pointers.
+// docs/REGION_FORMAT.md documents every field below; keep the two in step and
+// bump kLayoutVersion on any change of layout or meaning.
+//
+//   [header page][client table][wait buckets][object buckets][object entries]
+//   [name buckets][name entries][page bitmap][span table][class hints][heap]
+//
+// Every section starts on a 4 KiB boundary; the heap starts on a 64 KiB one.
+
+#ifndef GLINT_CORE_REGION_H_
+#define GLINT_CORE_REGION_H_
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include "glint/status.h"
+
+namespace glint::core {
+
+inline constexpr uint64_t kRegionMagic = 0x0031544e494c4700ULL;  // "\0GLINT1\0"
+inline constexpr uint32_t kLayoutVersion = 1;
+inline constexpr uint64_t kCacheLine = 64;
+inline constexpr uint64_t kPageSize = 4096;
+inline constexpr uint64_t kSpanSize = 64 * 1024;   // pages of one size class
+inline constexpr uint32_t kPagesPerSpan = kSpanSize / kPageSize;
+inline constexpr uint32_t kSlotsPerBucket = 56;    // one bucket header line
+inline constexpr uint32_t kMaxClients = 256;       // holder bits per entry
+inline constexpr uint32_t kHolderWords = kMaxClients / 64;
+inline constexpr uint32_t kClientStride = 4096;    // client slot + undo log
+inline constexpr uint32_t kNumWaitBuckets = 1024;
+inline constexpr uint32_t kNumSizeClasses = 32;
+
+// ---------------------------------------------------------------- header ---
+// Written once by the monitor before any client maps the region, then
+// read-only except for the fields marked atomic.
+struct RegionHeader {
+  uint64_t magic;
+  uint32_t layout_version;
+  uint32_t header_size;  // sizeof(RegionHeader)
+  uint64_t region_size;  // bytes of the whole file
+  uint64_t create_time_us;
+
+  uint64_t clients_offset;
+  uint32_t max_clients;
+  uint32_t client_stride;
+  uint64_t waits_offset;
+  uint32_t num_wait_buckets;
+  uint32_t reserved0;
+
+  uint64_t obj_buckets_offset;  // BucketHeader[obj_num_buckets]
+  uint64_t obj_entries_offset;  // ObjectEntry[obj_num_buckets * 56]
+  uint64_t obj_num_buckets;     // power of two
+  uint64_t max_objects;         // what the monitor was asked for
+  uint64_t name_buckets_offset;  // BucketHeader[name_num_buckets]
+  uint64_t name_entries_offset;  // NameEntry[name_num_buckets * 56]
+  uint64_t name_num_buckets;     // power of two
+
+  uint64_t page_bitmap_offset;  // atomic<u64>[page_bitmap_words]
+  uint64_t page_bitmap_words;
+  uint64_t span_table_offset;   // SpanMeta[num_spans]
+  uint64_t num_spans;           // heap_size / 64 KiB
+  uint64_t class_hints_offset;  // atomic<u64>[32 * class_hint_words]
+  uint64_t class_hint_words;    // words per size class
+  uint64_t heap_offset;         // 64 KiB aligned
+  uint64_t heap_size;           // capacity, a multiple of 64 KiB
+  uint64_t num_pages;           // heap_size / 4 KiB
+
+  uint32_t monitor_pid;
+  uint32_t reserved1;
+  // Time-stamp counter ticks per microsecond, measured by the monitor at
+  // creation; 0 when the machine has no usable invariant TSC.
+  double tsc_per_us;
+  char hostname[64];
+  char socket_path[112];
+
+  // Mutable, atomic.
+  std::atomic<uint64_t> next_client_serial;  // monitor only
+  // Counters of clients that left, folded in by the monitor when a slot is
+  // freed, so Stats stays exact.
+  std::atomic<int64_t> retired_bytes_in_use;
+  std::atomic<int64_t> retired_objects_sealed;
+  std::atomic<int64_t> retired_objects_building;
+};
+static_assert(sizeof(RegionHeader) <= kPageSize);
+
+// ---------------------------------------------------------------- clients ---
+enum ClientState : uint32_t {
+  kClientFree = 0,
+  kClientActive = 1,
+};
+
+// One per client slot, kClientStride bytes apart. Bytes past sizeof() are the
+// client's undo-log area (reserved for crash recovery).
+struct alignas(64) ClientSlot {
+  std::atomic<uint32_t> state;    // ClientState; written by the monitor
+  std::atomic<uint32_t> pid;
+  std::atomic<uint64_t> serial;   // unique per registration
+  std::atomic<uint64_t> pid_start_time;  // /proc start time, for pid reuse
+  uint8_t pad0[40];
+  // Line 1: counters written only by this client (relaxed RMW, since the
+  // client's threads share them); summed by Stats.
+  alignas(64) std::atomic<int64_t> bytes_in_use;
+  std::atomic<int64_t> objects_sealed;
+  std::atomic<int64_t> objects_building;
+};
+static_assert(sizeof(ClientSlot) <= 256);
+
+// ---------------------------------------------------------- wait buckets ---
+// Futex words for getters waiting on objects, hashed by object id (or name).
+struct alignas(64) WaitBucket {
+  std::atomic<uint32_t> seq;      // bumped on every seal/abort in the bucket
+  std::atomic<uint32_t> waiters;  // getters announced as about to sleep
+};
+
+// ---------------------------------------------------------------- buckets ---
+// One cache line: a bitmap of the bucket's 56 slots that are taken, and a
+// one-byte fingerprint per slot (0: none) that filters lookups.
+struct alignas(64) BucketHeader {
+  std::atomic<uint64_t> used;
+  std::atomic<uint8_t> fp[kSlotsPerBucket];
+};
+static_assert(sizeof(BucketHeader) == 64);
+
+// Object states (low 8 bits of ObjectEntry::state; the generation is above).
+enum ObjState : uint8_t {
+  kObjEmpty = 0,     // free, or reserved by a creator not yet published
+  kObjClaimed = 1,   // published by a creator, not yet committed
+  kObjKilled = 2,    // a competing creator of the same id/name killed it
+  kObjCreating = 3,  // committed: being written by its creator
+  kObjSealed = 4,    // immutable, visible
+  kObjDeleting = 5,  // deleted: invisible; freed when no holder is left
+  kObjFreeing = 6,   // one client won the right to free it
+  kObjAborted = 7,   // free again; its builder aborted it (waiters answer
+                     // kAborted when they saw this generation being built)
+};
+
+inline constexpr uint64_t MakeState(uint64_t gen, ObjState s) {
+  return (gen << 8) | s;
+}
+inline constexpr ObjState StateOf(uint64_t word) {
+  return static_cast<ObjState>(word & 0xff);
+}
+inline constexpr uint64_t GenOf(uint64_t word) { return word >> 8; }
+
+inline constexpr uint32_t kNoSlot = 0xffffffffu;
+
+// 128 bytes: line 0 is what a get reads, line 1 holds the holder bitmap (the
+// only word a get writes) and fields written once.
+struct alignas(64) ObjectEntry {
+  std::atomic<uint64_t> state;       // gen << 8 | ObjState
+  std::atomic<uint64_t> id[2];       // written before the slot is published
+  std::atomic<uint64_t> data_offset;  // payload, from the heap start
+  std::atomic<uint64_t> data_size;    // payload bytes
+  std::atomic<uint64_t> info_offset;  // name + metadata block, from heap start
+  std::atomic<uint32_t> info_size;    // bytes of that block (0: none)
+  std::atomic<uint16_t> name_len;
+  std::atomic<uint16_t> creator_slot;
+  std::atomic<uint32_t> name_slot;    // this object's name entry, or kNoSlot
+  std::atomic<uint32_t> creator_serial;  // registration serial of the creator
+  // Line 1.
+  std::atomic<uint64_t> holders[kHolderWords];  // bit per client slot
+  std::atomic<int64_t> create_time_us;  // CLOCK_REALTIME_COARSE at create
+  std::atomic<uint64_t> create_tsc;     // time-stamp counter at create
+  std::atomic<uint64_t> seal_tsc;       // ... and at seal (0: unsealed)
+  std::atomic<uint32_t> creator_pid;
+  uint32_t reserved2;
+};
+static_assert(sizeof(ObjectEntry) == 128);
+
+// The name index maps a name to the object slot holding it.
+struct NameEntry {
+  std::atomic<uint32_t> obj_slot;
+};
+
+// ------------------------------------------------------------ allocator ---
+enum SpanKind : uint8_t {
+  kSpanFree = 0,      // its pages are free or part of large runs
+  kSpanActive = 1,    // a span of one size class
+  kSpanRetiring = 2,  // emptied; its owner is returning the pages
+};
+// state word: count << 16 | class << 8 | kind. count = blocks reserved.
+inline constexpr uint64_t MakeSpanState(uint32_t count, uint32_t cls,
+                                        SpanKind k) {
+  return (uint64_t{count} << 16) | (uint64_t{cls} << 8) | k;
+}
+inline constexpr SpanKind SpanKindOf(uint64_t s) {
+  return static_cast<SpanKind>(s & 0xff);
+}
+inline constexpr uint32_t SpanClassOf(uint64_t s) { return (s >> 8) & 0xff; }
+inline constexpr uint32_t SpanCountOf(uint64_t s) {
+  return static_cast<uint32_t>(s >> 16);
+}
+
+inline constexpr uint32_t kSpanBitmapWords = kSpanSize / 64 / 64;  // 16
+struct alignas(64) SpanMeta {
+  std::atomic<uint64_t> state;
+  uint64_t pad[7];
+  std::atomic<uint64_t> bits[kSpanBitmapWords];  // 1: block taken
+};
+static_assert(sizeof(SpanMeta) == 192);
+
+// --------------------------------------------------------------- layout ---
+struct LayoutParams {
+  uint64_t capacity;     // requested heap bytes
+  uint64_t max_objects;  // 0: default
+  uint32_t max_clients;
+};
+
+// Computes every offset of a region for `params`. Fails with
+// kInvalidArgument when a parameter is out of range.
+Status ComputeLayout(const LayoutParams& params, RegionHeader* out);
+
+// A mapped region: typed access to its sections. Holds no ownership.
+class Region {
+ public:
+  Region() = default;
+  Region(uint8_t* base, uint64_t size) : base_(base), size_(size) {}
+
+  // Writes a fresh header and zeroes/initialises every section.
+  // REQUIRES: base is a zero-filled mapping of layout.region_size bytes.
+  static void Format(uint8_t* base, const RegionHeader& layout);
+
+  // Checks magic, version and that every section lies inside `size`.
+  // Errors: kIncompatible (magic or version), kCorrupt (bad offsets).
+  static Status Validate(const uint8_t* base, uint64_t size);
+
+  uint8_t* base() const { return base_; }
+  uint64_t size() const { return size_; }
+  RegionHeader* header() const {
+    return reinterpret_cast<RegionHeader*>(base_);
+  }
+  ClientSlot* client(uint32_t i) const {
+    return reinterpret_cast<ClientSlot*>(base_ + header()->clients_offset +
+                                         uint64_t{i} * kClientStride);
+  }
+  WaitBucket* wait_bucket(uint64_t hash) const {
+    return reinterpret_cast<WaitBucket*>(base_ + header()->waits_offset) +
+           (hash % kNumWaitBuckets);
+  }
+  BucketHeader* obj_bucket(uint64_t b) const {
+    return reinterpret_cast<BucketHeader*>(base_ +
+                                           header()->obj_buckets_offset) + b;
+  }
+  ObjectEntry* entry(uint32_t slot) const {
+    return reinterpret_cast<ObjectEntry*>(base_ +
+                                          header()->obj_entries_offset) + slot;
+  }
+  BucketHeader* name_bucket(uint64_t b) const {
+    return reinterpret_cast<BucketHeader*>(base_ +
+                                           header()->name_buckets_offset) + b;
+  }
+  NameEntry* name_entry(uint32_t slot) const {
+    return reinterpret_cast<NameEntry*>(base_ +
+                                        header()->name_entries_offset) + slot;
+  }
+  std::atomic<uint64_t>* page_bitmap() const {
+    return reinterpret_cast<std::atomic<uint64_t>*>(
+        base_ + header()->page_bitmap_offset);
+  }
+  SpanMeta* span(uint64_t i) const {
+    return reinterpret_cast<SpanMeta*>(base_ + header()->span_table_offset) +
+           i;
+  }
+  std::atomic<uint64_t>* class_hints(uint32_t cls) const {
+    return reinterpret_cast<std::atomic<uint64_t>*>(
+               base_ + header()->class_hints_offset) +
+           uint64_t{cls} * header()->class_hint_words;
+  }
+  uint8_t* heap() const { return base_ + header()->heap_offset; }
+  uint64_t num_obj_slots() const {
+    return header()->obj_num_buckets * kSlotsPerBucket;
+  }
+
+ private:
+  uint8_t* base_ = nullptr;
+  uint64_t size_ = 0;
+};
+
+}  // namespace glint::core
+
+#endif  // GLINT_CORE_REGION_H_

@@ -1,0 +1,331 @@
+// Copyright (c) glint authors.
+
+#include "core/store.h"
+
+#include "core/atomics.h"
+#include "core/os.h"
+
+namespace glint::core {
+
+// ---------------------------------------------------------------- create
+//
+// Two creators of one id (or one name) must not both commit. Each creator:
+//   (1) claims a free slot (CAS on its bucket's `used`), writes the entry and
+//       stores CLAIMED(gen) with release;
+//   (2) publishes the slot's fingerprint with a SeqCst store (and, for a
+//       named object, its name slot's fingerprint the same way);
+//   (3) Verify: loads (SeqCst) every fingerprint of the id's two buckets and
+//       the name's two buckets, and for each other entry of the same id/name:
+//       CREATING or SEALED -> it loses; CLAIMED -> it kills that entry
+//       (CAS CLAIMED -> KILLED);
+//   (4) commits with CAS CLAIMED(gen) -> CREATING(gen); if the CAS fails it
+//       was killed, undoes its claim and starts again.
+// Why at most one commits: A's store (2) precedes its loads (3), and so for
+// B. In the single total order of SeqCst operations one of the two stores
+// comes first, so the other creator's loads see it (Dekker). That creator
+// then sees its rival as CLAIMED (and kills it: the rival's commit CAS then
+// fails) or as committed (and loses). Reading the fingerprint with SeqCst
+// synchronises with the rival's store, so its id, name and CLAIMED state,
+// written before, are visible. A stopped creator stops nobody: CLAIMED
+// entries are killed, never waited for.
+Status Store::Create(const CreateArgs& a, uint32_t* out_slot, uint64_t* out_gen) {
+  const bool named = !a.name.empty();
+  for (uint32_t attempt = 0;; ++attempt) {
+    uint64_t st;
+    if (table_.FindLive(a.id_key, a.id, &st) != kNoSlot &&
+        StateOf(st) != kObjClaimed) {
+      return Status::AlreadyExists("an object with this id exists");
+    }
+    if (named &&
+        (table_.FindByName(a.name_key, a.name, kObjCreating, &st) != kNoSlot ||
+         table_.FindByName(a.name_key, a.name, kObjSealed, &st) != kNoSlot)) {
+      return Status::AlreadyExists("an object named '" + std::string(a.name) +
+                                   "' exists");
+    }
+    uint32_t slot;
+    if (!table_.ClaimObjectSlot(a.id_key, &slot)) {
+      return Status::OutOfMemory(
+          "object table full: both buckets of this id are taken");
+    }
+    ObjectEntry* e = r_.entry(slot);
+    const uint64_t gen = GenOf(LoadRelaxed(e->state)) + 1;
+    StoreRelaxed(e->id[0], a.id.w[0]);
+    StoreRelaxed(e->id[1], a.id.w[1]);
+    StoreRelaxed(e->data_offset, a.data_offset);
+    StoreRelaxed(e->data_size, a.data_size);
+    StoreRelaxed(e->info_offset, a.info_offset);
+    StoreRelaxed(e->info_size, a.info_size);
+    StoreRelaxed(e->name_len, static_cast<uint16_t>(a.name.size()));
+    StoreRelaxed(e->creator_slot, static_cast<uint16_t>(a.client_slot));
+    StoreRelaxed(e->name_slot, kNoSlot);
+    StoreRelaxed(e->creator_serial, a.client_serial);
+    StoreRelaxed(e->create_time_us, os::CoarseNowMicros());
+    StoreRelaxed(e->create_tsc, os::ReadTsc());
+    StoreRelaxed(e->seal_tsc, uint64_t{0});
+    StoreRelaxed(e->creator_pid, a.pid);
+    StoreRelease(e->state, MakeState(gen, kObjClaimed));
+    table_.PublishObject(slot, a.id_key.fp);
+
+    if (named) {
+      uint32_t ns;
+      if (!table_.ClaimNameSlot(a.name_key, &ns)) {
+        Unclaim(slot, gen);
+        return Status::OutOfMemory(
+            "name index full: both buckets of this name are taken");
+      }
+      StoreRelaxed(r_.name_entry(ns)->obj_slot, slot);
+      StoreRelaxed(e->name_slot, ns);
+      table_.PublishName(ns, a.name_key.fp);
+    }
+
+    Verdict v = Verify(a, slot);
+    if (v == Verdict::kWin) {
+      uint64_t expect = MakeState(gen, kObjClaimed);
+      if (CasSeqCst(e->state, expect, MakeState(gen, kObjCreating))) {
+        *out_slot = slot;
+        *out_gen = gen;
+        return Status::OK();
+      }
+      v = Verdict::kRetry;  // a rival killed us
+    }
+    Unclaim(slot, gen);
+    if (v == Verdict::kLose) {
+      return Status::AlreadyExists(named ? "an object with this id or name exists"
+                                         : "an object with this id exists");
+    }
+    // Both rivals killed each other: back off for a pseudo-random while.
+    const uint32_t spins = (1u << std::min(attempt, 10u)) +
+                           static_cast<uint32_t>((slot * 2654435761u) >> 24);
+    for (uint32_t i = 0; i < spins; ++i) CpuRelax();
+  }
+}
+
+Store::Verdict Store::Verify(const CreateArgs& a, uint32_t my_slot) {
+  // Decides one rival entry: kill it if merely claimed, lose if committed.
+  auto judge = [&](uint32_t slot, auto&& matches) -> Verdict {
+    ObjectEntry* e = r_.entry(slot);
+    uint64_t s = LoadSeqCst(e->state);
+    for (;;) {
+      const ObjState st = StateOf(s);
+      if (st != kObjClaimed && st != kObjCreating && st != kObjSealed) {
+        return Verdict::kWin;
+      }
+      if (!matches(slot, s)) return Verdict::kWin;
+      if (st != kObjClaimed) return Verdict::kLose;
+      if (CasSeqCst(e->state, s, MakeState(GenOf(s), kObjKilled))) {
+        return Verdict::kWin;
+      }
+      // s now holds the new state: judge again.
+    }
+  };
+  for (uint64_t b : a.id_key.bucket) {
+    BucketHeader* bh = r_.obj_bucket(b);
+    for (uint32_t i = 0; i < kSlotsPerBucket; ++i) {
+      if (LoadSeqCst(bh->fp[i]) != a.id_key.fp) continue;
+      const uint32_t slot = static_cast<uint32_t>(b * kSlotsPerBucket + i);
+      if (slot == my_slot) continue;
+      if (judge(slot, [&](uint32_t sl, uint64_t s) {
+            return table_.IdMatches(sl, s, a.id);
+          }) == Verdict::kLose) {
+        return Verdict::kLose;
+      }
+    }
+  }
+  if (a.name.empty()) return Verdict::kWin;
+  for (uint64_t b : a.name_key.bucket) {
+    BucketHeader* bh = r_.name_bucket(b);
+    for (uint32_t i = 0; i < kSlotsPerBucket; ++i) {
+      if (LoadSeqCst(bh->fp[i]) != a.name_key.fp) continue;
+      const uint32_t ns = static_cast<uint32_t>(b * kSlotsPerBucket + i);
+      const uint32_t slot = LoadAcquire(r_.name_entry(ns)->obj_slot);
+      if (slot == my_slot || slot >= r_.num_obj_slots()) continue;
+      if (judge(slot, [&](uint32_t sl, uint64_t s) {
+            return table_.NameMatches(sl, s, a.name);
+          }) == Verdict::kLose) {
+        return Verdict::kLose;
+      }
+    }
+  }
+  return Verdict::kWin;
+}
+
+// Undoes a claim that did not commit (CLAIMED or KILLED, both ours): the
+// slot goes back to EMPTY(gen) with its fingerprint cleared, then its used
+// bit (release), so the next claimer sees a clean entry.
+void Store::Unclaim(uint32_t slot, uint64_t gen) {
+  ObjectEntry* e = r_.entry(slot);
+  const uint32_t ns = LoadRelaxed(e->name_slot);
+  if (ns != kNoSlot) {
+    StoreRelaxed(e->name_slot, kNoSlot);
+    table_.ReleaseNameSlot(ns);
+  }
+  StoreRelease(e->state, MakeState(gen, kObjEmpty));
+  table_.ReleaseObjectSlot(slot);
+}
+
+void Store::SetPayload(uint32_t slot, uint64_t offset, uint64_t size) {
+  ObjectEntry* e = r_.entry(slot);
+  StoreRelaxed(e->data_offset, offset);
+  StoreRelaxed(e->data_size, size);
+}
+
+// ---------------------------------------------------------------- seal
+//
+// The SeqCst store of SEALED publishes the payload and every field (release
+// half) and is the sealer's side of the waiter handshake: sealer stores
+// SEALED then loads `waiters`; a getter increments `waiters` then loads the
+// state. One of them sees the other, so a getter never sleeps through a seal.
+void Store::Seal(uint32_t slot, uint64_t gen, uint64_t id_hash) {
+  ObjectEntry* e = r_.entry(slot);
+  StoreRelaxed(e->seal_tsc, os::ReadTsc());
+  StoreSeqCst(e->state, MakeState(gen, kObjSealed));
+  Wake(id_hash);
+  WakeName(e);
+}
+
+void Store::WakeName(ObjectEntry* e) {
+  const uint16_t len = LoadRelaxed(e->name_len);
+  if (len == 0) return;
+  const uint64_t off = LoadRelaxed(e->info_offset);
+  Wake(NameHash(std::string_view(
+      reinterpret_cast<const char*>(r_.heap() + off), len)));
+}
+
+void Store::Wake(uint64_t hash) {
+  WaitBucket* wb = r_.wait_bucket(hash);
+  if (LoadSeqCst(wb->waiters) == 0) return;  // nobody sleeps: no syscall
+  wb->seq.fetch_add(1, std::memory_order_seq_cst);
+  os::FutexWakeAll(&wb->seq);
+}
+
+void Store::FreeBlocks(ObjectEntry* e, ClientSlot* me) {
+  const uint64_t dsize = LoadRelaxed(e->data_size);
+  const uint32_t isize = LoadRelaxed(e->info_size);
+  heap_.Free(LoadRelaxed(e->data_offset), dsize);
+  heap_.Free(LoadRelaxed(e->info_offset), isize);
+  const int64_t bytes =
+      static_cast<int64_t>(alloc::AllocSize(dsize) + alloc::AllocSize(isize));
+  if (bytes != 0) FetchAddRelaxed(me->bytes_in_use, -bytes);
+}
+
+// ---------------------------------------------------------------- abort
+//
+// Only the creator touches a CREATING entry, so its blocks are freed before
+// the entry is unpublished. The wake comes after ABORTED is stored, so a
+// waiter that saw CREATING(gen) and wakes finds ABORTED(gen).
+void Store::Abort(uint32_t slot, uint64_t gen, uint64_t id_hash, ClientSlot* me) {
+  ObjectEntry* e = r_.entry(slot);
+  const uint16_t name_len = LoadRelaxed(e->name_len);
+  const uint64_t name_hash =
+      name_len ? NameHash(std::string_view(
+                     reinterpret_cast<const char*>(
+                         r_.heap() + LoadRelaxed(e->info_offset)),
+                     name_len))
+               : 0;
+  FreeBlocks(e, me);
+  FetchAddRelaxed(me->objects_building, int64_t{-1});
+  const uint32_t ns = LoadRelaxed(e->name_slot);
+  if (ns != kNoSlot) {
+    StoreRelaxed(e->name_slot, kNoSlot);
+    table_.ReleaseNameSlot(ns);
+  }
+  StoreSeqCst(e->state, MakeState(gen, kObjAborted));
+  table_.ReleaseObjectSlot(slot);
+  Wake(id_hash);
+  if (name_len) Wake(name_hash);
+}
+
+// ---------------------------------------------------------------- holders
+//
+// Get:    SetHolder (SeqCst RMW)  then load state, must be SEALED(gen).
+// Delete: CAS SEALED -> DELETING (SeqCst) then load holders.
+// In the SeqCst total order either the getter's RMW precedes the deleter's
+// load (the deleter sees the bit and does not free), or the deleter's CAS
+// precedes the getter's load (the getter sees DELETING and backs out). So no
+// object is freed under a holder. Release mirrors it: ClearHolder then load
+// state; if DELETING and nobody holds it, whoever wins the CAS to FREEING
+// frees it.
+void Store::SetHolder(uint32_t slot, uint32_t c) {
+  FetchOrSeqCst(r_.entry(slot)->holders[c / 64], uint64_t{1} << (c % 64));
+}
+
+void Store::ClearHolder(uint32_t slot, uint32_t c) {
+  FetchAndSeqCst(r_.entry(slot)->holders[c / 64], ~(uint64_t{1} << (c % 64)));
+}
+
+bool Store::AnyHolder(uint32_t slot) const {
+  const ObjectEntry* e = r_.entry(slot);
+  const uint32_t words = (r_.header()->max_clients + 63) / 64;
+  for (uint32_t w = 0; w < words; ++w) {
+    if (LoadSeqCst(e->holders[w]) != 0) return true;
+  }
+  return false;
+}
+
+bool Store::Delete(uint32_t slot, uint64_t state, ClientSlot* me) {
+  ObjectEntry* e = r_.entry(slot);
+  uint64_t expect = state;
+  if (!CasSeqCst(e->state, expect, MakeState(GenOf(state), kObjDeleting))) {
+    return false;
+  }
+  FetchAddRelaxed(me->objects_sealed, int64_t{-1});
+  MaybeFree(slot, me);
+  return true;
+}
+
+void Store::MaybeFree(uint32_t slot, ClientSlot* me) {
+  ObjectEntry* e = r_.entry(slot);
+  uint64_t s = LoadSeqCst(e->state);
+  if (StateOf(s) != kObjDeleting || AnyHolder(slot)) return;
+  if (!CasSeqCst(e->state, s, MakeState(GenOf(s), kObjFreeing))) return;
+  FreeEntry(slot, GenOf(s), me);
+}
+
+// The winner of DELETING -> FREEING owns the entry: frees its blocks and
+// name slot, stores EMPTY(gen) (release) and gives the slot back.
+void Store::FreeEntry(uint32_t slot, uint64_t gen, ClientSlot* me) {
+  ObjectEntry* e = r_.entry(slot);
+  FreeBlocks(e, me);
+  const uint32_t ns = LoadRelaxed(e->name_slot);
+  if (ns != kNoSlot) {
+    StoreRelaxed(e->name_slot, kNoSlot);
+    table_.ReleaseNameSlot(ns);
+  }
+  StoreRelease(e->state, MakeState(gen, kObjEmpty));
+  table_.ReleaseObjectSlot(slot);
+}
+
+// ---------------------------------------------------------------- cleanup
+
+void Store::ReleaseClient(uint32_t c) {
+  ClientSlot* cs = r_.client(c);
+  const uint64_t nslots = r_.num_obj_slots();
+  const uint64_t bit = uint64_t{1} << (c % 64);
+  for (uint64_t b = 0; b < r_.header()->obj_num_buckets; ++b) {
+    if (LoadAcquire(r_.obj_bucket(b)->used) == 0) continue;
+    for (uint32_t i = 0; i < kSlotsPerBucket; ++i) {
+      const uint32_t slot = static_cast<uint32_t>(b * kSlotsPerBucket + i);
+      if (slot >= nslots) break;
+      ObjectEntry* e = r_.entry(slot);
+      if (LoadSeqCst(e->holders[c / 64]) & bit) {
+        ClearHolder(slot, c);
+        MaybeFree(slot, cs);
+      }
+      const uint64_t s = LoadAcquire(e->state);
+      if (LoadRelaxed(e->creator_slot) != c) continue;
+      if (StateOf(s) == kObjCreating) {
+        const IdWords w{{LoadRelaxed(e->id[0]), LoadRelaxed(e->id[1])}};
+        const uint64_t id_hash = IdHash(w.w);
+        Abort(slot, GenOf(s), id_hash, cs);
+      } else if (StateOf(s) == kObjClaimed || StateOf(s) == kObjKilled) {
+        heap_.Free(LoadRelaxed(e->info_offset), LoadRelaxed(e->info_size));
+        FetchAddRelaxed(cs->bytes_in_use,
+                        -static_cast<int64_t>(
+                            alloc::AllocSize(LoadRelaxed(e->info_size))));
+        Unclaim(slot, GenOf(s));
+      }
+    }
+  }
+}
+
+}  // namespace glint::core

@@ -1,0 +1,101 @@
+// Copyright (c) glint authors.
+//
+// The object life cycle on the shared region: create, seal, abort, hold,
+// release, delete and free. Every method is lock-free and makes no syscall,
+// except Wake (one FUTEX_WAKE, only when a getter announced it sleeps).
+//
+//   EMPTY/ABORTED --claim--> CLAIMED --commit--> CREATING --seal--> SEALED
+//        ^                      |                   |                  |
+//        |                    killed             abort              delete
+//        |                      v                   v                  v
+//        +------------------ KILLED           ABORTED(gen)        DELETING
+//        |                                                             |
+//        +----------- EMPTY(gen) <-- FREEING <-- last holder gone -----+
+//
+// The memory-ordering argument of each step is written at the step, in
+// store.cc, and collected in docs/ARCHITECTURE.md.
+
+#ifndef GLINT_CORE_STORE_H_
+#define GLINT_CORE_STORE_H_
+
+#include <cstdint>
+#include <string_view>
+
+#include "alloc/heap.h"
+#include "core/object_table.h"
+#include "core/region.h"
+#include "glint/status.h"
+
+namespace glint::core {
+
+struct CreateArgs {
+  IdWords id;
+  Key id_key;
+  std::string_view name;  // empty: no name
+  Key name_key;
+  uint64_t data_offset = 0;  // payload block (already allocated)
+  uint64_t data_size = 0;
+  uint64_t info_offset = 0;  // name + metadata block (already written)
+  uint32_t info_size = 0;
+  uint32_t client_slot = 0;
+  uint32_t client_serial = 0;
+  uint32_t pid = 0;
+};
+
+class Store {
+ public:
+  explicit Store(const Region& r) : r_(r), table_(r), heap_(r) {}
+
+  const Region& region() const { return r_; }
+  ObjectTable& table() { return table_; }
+  alloc::Heap& heap() { return heap_; }
+
+  // Claims a slot for a.id (and a.name), proves no other live object has
+  // either, and commits the entry as CREATING with the payload and info
+  // blocks the caller allocated (still the caller's to free on error). Errors: kAlreadyExists, kOutOfMemory (both buckets full).
+  Status Create(const CreateArgs& a, uint32_t* slot, uint64_t* gen);
+  // Creator only, while CREATING.
+  void SetPayload(uint32_t slot, uint64_t offset, uint64_t size);
+  // Creator only: CREATING(gen) -> SEALED(gen), then wakes waiters (of the
+  // id, whose hash is id_hash, and of the name if any).
+  void Seal(uint32_t slot, uint64_t gen, uint64_t id_hash);
+  // Creator only: frees the payload and info blocks, unpublishes the entry
+  // (ABORTED(gen)) and wakes waiters. `me` is charged for the freed bytes.
+  void Abort(uint32_t slot, uint64_t gen, uint64_t id_hash, ClientSlot* me);
+
+  // Sets / clears client `c`'s holder bit on `slot` (SeqCst: the Dekker
+  // handshake with Delete).
+  void SetHolder(uint32_t slot, uint32_t c);
+  void ClearHolder(uint32_t slot, uint32_t c);
+  bool AnyHolder(uint32_t slot) const;
+
+  // SEALED(gen) -> DELETING(gen); frees at once when nobody holds it.
+  // Returns false if the entry was no longer SEALED(gen).
+  bool Delete(uint32_t slot, uint64_t state, ClientSlot* me);
+  // Frees `slot` if it is DELETING and holder-free; exactly one caller wins.
+  void MaybeFree(uint32_t slot, ClientSlot* me);
+
+  // Wakes getters sleeping in the wait bucket of `hash`, if any.
+  void Wake(uint64_t hash);
+
+  // Releases everything client slot `c` holds and aborts what it builds.
+  // REQUIRES: client `c` runs no operation (it left, or its Client is being
+  // destroyed). Used by Client's destructor and by the monitor.
+  void ReleaseClient(uint32_t c);
+
+ private:
+  void FreeEntry(uint32_t slot, uint64_t gen, ClientSlot* me);
+  void FreeBlocks(ObjectEntry* e, ClientSlot* me);
+  void Unclaim(uint32_t slot, uint64_t gen);
+  void WakeName(ObjectEntry* e);
+  enum class Verdict { kWin, kLose, kRetry };
+  Verdict Verify(const CreateArgs& a, uint32_t my_slot);
+
+  Region r_;
+  ObjectTable table_;
+  alloc::Heap heap_;
+};
+
+}  // namespace glint::core
+
+#endif  // GLINT_CORE_STORE_H_
