@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <bit>
+#include <vector>
 
 #include "core/atomics.h"
 
@@ -68,13 +69,31 @@ uint64_t AllocSize(uint64_t size) {
 }
 
 bool Heap::Allocate(uint64_t size, AllocHints* hints, uint64_t* offset) {
-  if (size <= kMaxSmallSize) return AllocSmall(SizeClassOf(size), hints, offset);
+  if (size <= kMaxSmallSize) {
+    if (AllocSmall(SizeClassOf(size), hints, offset)) return true;
+    // Empty spans of other classes may hold the pages we need.
+    return ReclaimEmptySpans() > 0 && AllocSmall(SizeClassOf(size), hints, offset);
+  }
+  const uint64_t npages = (size + kPageSize - 1) / kPageSize;
   uint64_t first_page;
-  if (!AllocPages((size + kPageSize - 1) / kPageSize, hints, &first_page)) {
+  if (!AllocPages(npages, hints, &first_page) &&
+      !(ReclaimEmptySpans() > 0 && AllocPages(npages, hints, &first_page))) {
     return false;
   }
   *offset = first_page * kPageSize;
   return true;
+}
+
+uint64_t Heap::ReclaimEmptySpans() {
+  uint64_t n = 0;
+  for (uint64_t i = 0; i < r_.header()->num_spans; ++i) {
+    const uint64_t s = LoadAcquire(r_.span(i)->state);
+    if (SpanKindOf(s) == core::kSpanActive && SpanCountOf(s) == 0 &&
+        RetireSpan(i, SpanClassOf(s))) {
+      ++n;
+    }
+  }
+  return n;
 }
 
 void Heap::Free(uint64_t offset, uint64_t size) {
@@ -201,7 +220,10 @@ bool Heap::NewSpan(uint32_t cls, AllocHints* hints, uint64_t* offset) {
 // Step 1: clear the block's bit (release: our reads of the block happen
 // before anyone can reuse it). Step 2: give the count back. The thread that
 // takes the count from cap to cap-1 re-advertises the span in the class
-// hints; the one that takes it to 0 tries to retire the span.
+// hints. An empty span stays with its class (a store that creates and
+// deletes one object in a loop would otherwise retire and rebuild a span
+// every time); ReclaimEmptySpans gives empty spans back to the page bitmap
+// when an allocation finds no room, and LargestFree counts them as free.
 void Heap::FreeSmall(uint64_t offset, uint32_t cls) {
   const uint64_t span_idx = offset / kSpanSize;
   SpanMeta* sp = r_.span(span_idx);
@@ -215,7 +237,6 @@ void Heap::FreeSmall(uint64_t offset, uint32_t cls) {
     r_.class_hints(cls)[span_idx / 64].fetch_or(
         uint64_t{1} << (span_idx % 64), std::memory_order_acq_rel);
   }
-  if (prev_count == 1) RetireSpan(span_idx, cls);
 }
 
 // An empty span goes back to the page bitmap so large runs can use it. The
@@ -223,17 +244,18 @@ void Heap::FreeSmall(uint64_t offset, uint32_t cls) {
 // the meantime (then the span stays). Once RETIRING nobody reserves in it.
 // The state must read FREE before the pages are released: the next owner of
 // the pages writes the state, and our late store would clobber it.
-void Heap::RetireSpan(uint64_t span_idx, uint32_t cls) {
+bool Heap::RetireSpan(uint64_t span_idx, uint32_t cls) {
   SpanMeta* sp = r_.span(span_idx);
   uint64_t expect = MakeSpanState(0, cls, core::kSpanActive);
   if (!CasAcqRel(sp->state, expect, MakeSpanState(0, cls, core::kSpanRetiring))) {
-    return;
+    return false;
   }
   for (auto& b : sp->bits) b.store(0, std::memory_order_relaxed);
   r_.class_hints(cls)[span_idx / 64].fetch_and(~(uint64_t{1} << (span_idx % 64)),
                                                 std::memory_order_acq_rel);
   sp->state.store(MakeSpanState(0, 0, core::kSpanFree), std::memory_order_release);
   FreePages(span_idx * kPagesPerSpan, kPagesPerSpan);
+  return true;
 }
 
 // ------------------------------------------------------------ page runs
@@ -336,11 +358,22 @@ void Heap::FreePages(uint64_t first_page, uint64_t npages) {
 
 uint64_t Heap::LargestFree() const {
   const auto* h = r_.header();
-  auto* pb = r_.page_bitmap();
+  // A snapshot of the page bitmap in which empty spans count as free, since
+  // an allocation that needs their pages reclaims them.
+  std::vector<uint64_t> pb(h->page_bitmap_words);
+  for (uint64_t w = 0; w < h->page_bitmap_words; ++w) {
+    pb[w] = LoadRelaxed(r_.page_bitmap()[w]);
+  }
+  for (uint64_t i = 0; i < h->num_spans; ++i) {
+    const uint64_t s = LoadAcquire(r_.span(i)->state);
+    if (SpanKindOf(s) == core::kSpanActive && SpanCountOf(s) == 0) {
+      pb[i / 4] &= ~(uint64_t{0xffff} << (16 * (i % 4)));
+    }
+  }
   uint64_t best_pages = 0;
   uint64_t zero_words = 0;  // run of whole free words ending at w - 1
   for (uint64_t w = 0; w < h->page_bitmap_words; ++w) {
-    const uint64_t v = LoadRelaxed(pb[w]);
+    const uint64_t v = pb[w];
     // Runs inside one word.
     uint64_t free_bits = ~v;
     uint32_t in_word = 0;

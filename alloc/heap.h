@@ -57,6 +57,10 @@ class Heap {
   // Gives back what Allocate(size) returned at `offset`.
   void Free(uint64_t offset, uint64_t size);
 
+  // Gives every empty span back to the page bitmap; returns how many.
+  // Allocate calls it when it finds no room.
+  uint64_t ReclaimEmptySpans();
+
   // The largest request that would succeed now (a scan; not for fast paths).
   uint64_t LargestFree() const;
   // Bytes taken, counted by scanning the bitmaps (tests and the checker).
@@ -67,7 +71,7 @@ class Heap {
   bool AllocInSpan(uint64_t span, uint32_t cls, uint64_t* offset);
   bool NewSpan(uint32_t cls, AllocHints* hints, uint64_t* offset);
   void FreeSmall(uint64_t offset, uint32_t cls);
-  void RetireSpan(uint64_t span, uint32_t cls);
+  bool RetireSpan(uint64_t span, uint32_t cls);
   bool AllocPages(uint64_t npages, AllocHints* hints, uint64_t* first_page);
   bool ClaimMultiWord(uint64_t word, uint64_t full_words, uint32_t tail_bits);
   void FreePages(uint64_t first_page, uint64_t npages);

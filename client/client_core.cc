@@ -316,7 +316,7 @@ void ClientCore::Unhold(uint32_t slot) {
       if (!l.compare_exchange_weak(c, kBusy, std::memory_order_acq_rel)) continue;
       store_->ClearHolder(slot, slot_);
       l.store(0, std::memory_order_release);
-      store_->MaybeFree(slot, me());
+      store_->MaybeFree(slot);
       return;
     }
     if (l.compare_exchange_weak(c, c - 1, std::memory_order_acq_rel)) return;
@@ -413,11 +413,6 @@ Status ClientCore::BuildObject(const ObjectId& id, int64_t size,
     heap.Free(ioff, isize);
     return Status(s.code(), s.message() + " (id " + id.hex() + ")");
   }
-  core::FetchAddRelaxed(
-      me()->bytes_in_use,
-      static_cast<int64_t>(alloc::AllocSize(static_cast<uint64_t>(size)) +
-                           alloc::AllocSize(isize)));
-  core::FetchAddRelaxed(me()->objects_building, int64_t{1});
   mb->core_ = this;
   mb->data_ = region_.heap() + doff;
   mb->size_ = size;
@@ -454,9 +449,6 @@ Status ClientCore::Resize(MutableBuffer* mb, int64_t new_size) {
                std::min(old_size, nsize));
   store_->SetPayload(mb->slot_, new_off, nsize);
   store_->heap().Free(old_off, old_size);
-  core::FetchAddRelaxed(me()->bytes_in_use,
-                        static_cast<int64_t>(alloc::AllocSize(nsize)) -
-                            static_cast<int64_t>(alloc::AllocSize(old_size)));
   mb->data_ = region_.heap() + new_off;
   mb->size_ = new_size;
   return Status::OK();
@@ -465,8 +457,6 @@ Status ClientCore::Resize(MutableBuffer* mb, int64_t new_size) {
 Status ClientCore::Seal(MutableBuffer* mb) {
   if (inert_) return CheckUsable();
   store_->Seal(mb->slot_, mb->gen_, core::IdHash(mb->id_.data()));
-  core::FetchAddRelaxed(me()->objects_building, int64_t{-1});
-  core::FetchAddRelaxed(me()->objects_sealed, int64_t{1});
   mb->core_ = nullptr;
   mb->data_ = nullptr;
   mb->sealed_ = true;
@@ -477,7 +467,7 @@ Status ClientCore::Abort(MutableBuffer* mb) {
   mb->core_ = nullptr;
   mb->data_ = nullptr;
   if (inert_) return CheckUsable();
-  store_->Abort(mb->slot_, mb->gen_, core::IdHash(mb->id_.data()), me());
+  store_->Abort(mb->slot_, mb->gen_, core::IdHash(mb->id_.data()));
   return Status::OK();
 }
 
@@ -651,7 +641,7 @@ Status ClientCore::Delete(const ObjectId& id) {
     if (slot == kNoSlot) {
       return Status::NotFound("no sealed object " + id.hex());
     }
-    if (store_->Delete(slot, st, me())) return Status::OK();
+    if (store_->Delete(slot, st)) return Status::OK();
   }
 }
 
@@ -785,17 +775,13 @@ Status ClientCore::Stats(StoreStats* stats) {
   Status s = CheckUsable();
   if (!s.ok()) return s;
   const core::RegionHeader* h = region_.header();
-  int64_t bytes = LoadRelaxed(h->retired_bytes_in_use);
-  int64_t sealed = LoadRelaxed(h->retired_objects_sealed);
-  int64_t building = LoadRelaxed(h->retired_objects_building);
   int64_t clients = 0;
   for (uint32_t i = 0; i < h->max_clients; ++i) {
-    const core::ClientSlot* c = region_.client(i);
-    bytes += LoadRelaxed(c->bytes_in_use);
-    sealed += LoadRelaxed(c->objects_sealed);
-    building += LoadRelaxed(c->objects_building);
-    if (LoadAcquire(c->state) == core::kClientActive) ++clients;
+    if (LoadAcquire(region_.client(i)->state) == core::kClientActive) ++clients;
   }
+  int64_t sealed = 0, building = 0;
+  store_->CountObjects(&sealed, &building);
+  const int64_t bytes = static_cast<int64_t>(store_->heap().BytesInUseByScan());
   stats->capacity = static_cast<int64_t>(h->heap_size);
   stats->bytes_in_use = bytes;
   stats->bytes_free = stats->capacity - bytes;

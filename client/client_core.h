@@ -71,7 +71,6 @@ class ClientCore {
   Status WaitFor(uint64_t wait_hash, int64_t timeout_ms, Find find,
                  FindLive live, uint32_t* slot, uint64_t* state);
 
-  core::ClientSlot* me() const { return region_.client(slot_); }
   Status CheckUsable() const;
 
   int sock_fd_ = -1;

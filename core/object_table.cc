@@ -4,6 +4,9 @@
 
 #include <bit>
 #include <cstring>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 #include "core/atomics.h"
 
@@ -45,6 +48,68 @@ uint64_t HashBytes(const void* data, size_t len, uint64_t seed) {
   }
   h = Mix(a ^ k1 ^ h, b ^ k2 ^ rest);
   return Mix(h ^ k0, h ^ k2);
+}
+
+namespace {
+
+template <bool kSeqCst>
+inline uint64_t LoadFp(const BucketHeader* bh, int i) {
+  return kSeqCst ? LoadSeqCst(bh->fp[i]) : LoadRelaxed(bh->fp[i]);
+}
+
+// Bits 0..55: slots whose fingerprint byte equals fp. Each word is loaded
+// atomically; the comparison runs on the copies.
+template <bool kSeqCst>
+inline uint64_t MatchBytes(const BucketHeader* bh, uint8_t fp) {
+  const uint64_t w0 = LoadFp<kSeqCst>(bh, 0), w1 = LoadFp<kSeqCst>(bh, 1),
+                 w2 = LoadFp<kSeqCst>(bh, 2), w3 = LoadFp<kSeqCst>(bh, 3),
+                 w4 = LoadFp<kSeqCst>(bh, 4), w5 = LoadFp<kSeqCst>(bh, 5),
+                 w6 = LoadFp<kSeqCst>(bh, 6);
+#if defined(__SSE2__)
+  const __m128i pat = _mm_set1_epi8(static_cast<char>(fp));
+  auto mask = [&](uint64_t lo, uint64_t hi) {
+    const __m128i v = _mm_set_epi64x(static_cast<long long>(hi),
+                                     static_cast<long long>(lo));
+    return static_cast<uint64_t>(
+        static_cast<uint32_t>(_mm_movemask_epi8(_mm_cmpeq_epi8(v, pat))));
+  };
+  return (mask(w0, w1) | mask(w2, w3) << 16 | mask(w4, w5) << 32 |
+          mask(w6, 0) << 48) &
+         ((uint64_t{1} << kSlotsPerBucket) - 1);
+#else
+  constexpr uint64_t kOnes = 0x0101010101010101ULL;
+  constexpr uint64_t kHighs = 0x8080808080808080ULL;
+  const uint64_t words[7] = {w0, w1, w2, w3, w4, w5, w6};
+  uint64_t bits = 0;
+  for (uint32_t i = 0; i < 7; ++i) {
+    const uint64_t x = words[i] ^ (kOnes * fp);  // matching bytes become 0
+    uint64_t zero = (x - kOnes) & ~x & kHighs;   // may over-report above a
+    while (zero != 0) {                          // true zero byte: harmless
+      bits |= uint64_t{1} << (i * 8 + std::countr_zero(zero) / 8);
+      zero &= zero - 1;
+    }
+  }
+  return bits;
+#endif
+}
+
+}  // namespace
+
+uint64_t MatchFingerprints(const BucketHeader* bh, uint8_t fp, bool seq_cst) {
+  // A free slot keeps the fingerprint of its last key (clearing it would
+  // cost every free a locked instruction); a lookup ignores slots that are
+  // not taken. Create's verify step (seq_cst) judges every match by its
+  // entry's state instead, which is what its handshake argument needs.
+  if (seq_cst) return MatchBytes<true>(bh, fp);
+  return MatchBytes<false>(bh, fp) & LoadRelaxed(bh->used);
+}
+
+uint64_t IdHash(const void* id16) {
+  uint64_t a, b;
+  std::memcpy(&a, id16, 8);
+  std::memcpy(&b, static_cast<const uint8_t*>(id16) + 8, 8);
+  const uint64_t h = Mix(a ^ 0xa0761d6478bd642fULL, b ^ 0xe7037ed1a0b428dbULL);
+  return Mix(h ^ 0x8ebc6af09c88c6e3ULL, h ^ 0x589965cc75374cc3ULL);
 }
 
 Key MakeKey(uint64_t hash, uint64_t num_buckets) {
@@ -101,9 +166,10 @@ bool ObjectTable::NameMatches(uint32_t slot, uint64_t state,
 uint32_t ObjectTable::Find(const Key& k, const IdWords& id, ObjState want,
                            uint64_t* state) const {
   for (uint64_t b : k.bucket) {
-    const BucketHeader* bh = r_.obj_bucket(b);
-    for (uint32_t i = 0; i < kSlotsPerBucket; ++i) {
-      if (LoadRelaxed(bh->fp[i]) != k.fp) continue;
+    uint64_t m = MatchFingerprints(r_.obj_bucket(b), k.fp, false);
+    while (m != 0) {
+      const uint32_t i = std::countr_zero(m);
+      m &= m - 1;
       const uint32_t slot = static_cast<uint32_t>(b * kSlotsPerBucket + i);
       const uint64_t s = LoadAcquire(r_.entry(slot)->state);
       if (StateOf(s) == want && IdMatches(slot, s, id)) {
@@ -118,9 +184,10 @@ uint32_t ObjectTable::Find(const Key& k, const IdWords& id, ObjState want,
 uint32_t ObjectTable::FindLive(const Key& k, const IdWords& id,
                                uint64_t* state) const {
   for (uint64_t b : k.bucket) {
-    const BucketHeader* bh = r_.obj_bucket(b);
-    for (uint32_t i = 0; i < kSlotsPerBucket; ++i) {
-      if (LoadRelaxed(bh->fp[i]) != k.fp) continue;
+    uint64_t m = MatchFingerprints(r_.obj_bucket(b), k.fp, false);
+    while (m != 0) {
+      const uint32_t i = std::countr_zero(m);
+      m &= m - 1;
       const uint32_t slot = static_cast<uint32_t>(b * kSlotsPerBucket + i);
       const uint64_t s = LoadAcquire(r_.entry(slot)->state);
       const ObjState st = StateOf(s);
@@ -137,9 +204,10 @@ uint32_t ObjectTable::FindLive(const Key& k, const IdWords& id,
 uint32_t ObjectTable::FindByName(const Key& k, std::string_view name,
                                  ObjState want, uint64_t* state) const {
   for (uint64_t b : k.bucket) {
-    const BucketHeader* bh = r_.name_bucket(b);
-    for (uint32_t i = 0; i < kSlotsPerBucket; ++i) {
-      if (LoadRelaxed(bh->fp[i]) != k.fp) continue;
+    uint64_t m = MatchFingerprints(r_.name_bucket(b), k.fp, false);
+    while (m != 0) {
+      const uint32_t i = std::countr_zero(m);
+      m &= m - 1;
       const uint32_t ns = static_cast<uint32_t>(b * kSlotsPerBucket + i);
       const uint32_t slot = LoadAcquire(r_.name_entry(ns)->obj_slot);
       if (slot >= r_.num_obj_slots()) continue;
@@ -187,27 +255,35 @@ bool ObjectTable::ClaimNameSlot(const Key& k, uint32_t* slot) {
   return Claim(&Region::name_bucket, k, slot);
 }
 
+// Replaces the slot's fingerprint byte (a free slot keeps its last key's).
+// SeqCst CAS: the store half of Create's publish/verify handshake.
+static void PublishFp(BucketHeader* bh, uint32_t i, uint8_t fp) {
+  const uint32_t shift = 8 * (i % 8);
+  std::atomic<uint64_t>& word = bh->fp[i / 8];
+  uint64_t v = LoadRelaxed(word);
+  for (;;) {
+    const uint64_t nv = (v & ~(uint64_t{0xff} << shift)) | (uint64_t{fp} << shift);
+    if (CasSeqCst(word, v, nv)) return;
+  }
+}
+
 void ObjectTable::PublishObject(uint32_t slot, uint8_t fp) {
-  StoreSeqCst(r_.obj_bucket(slot / kSlotsPerBucket)->fp[slot % kSlotsPerBucket],
-              fp);
+  PublishFp(r_.obj_bucket(slot / kSlotsPerBucket), slot % kSlotsPerBucket, fp);
 }
 
 void ObjectTable::PublishName(uint32_t slot, uint8_t fp) {
-  StoreSeqCst(
-      r_.name_bucket(slot / kSlotsPerBucket)->fp[slot % kSlotsPerBucket], fp);
+  PublishFp(r_.name_bucket(slot / kSlotsPerBucket), slot % kSlotsPerBucket, fp);
 }
 
 void ObjectTable::ReleaseObjectSlot(uint32_t slot) {
   BucketHeader* bh = r_.obj_bucket(slot / kSlotsPerBucket);
   const uint32_t i = slot % kSlotsPerBucket;
-  StoreRelease(bh->fp[i], uint8_t{0});
   FetchAndRelease(bh->used, ~(uint64_t{1} << i));
 }
 
 void ObjectTable::ReleaseNameSlot(uint32_t slot) {
   BucketHeader* bh = r_.name_bucket(slot / kSlotsPerBucket);
   const uint32_t i = slot % kSlotsPerBucket;
-  StoreRelease(bh->fp[i], uint8_t{0});
   StoreRelaxed(r_.name_entry(slot)->obj_slot, kNoSlot);
   FetchAndRelease(bh->used, ~(uint64_t{1} << i));
 }

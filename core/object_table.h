@@ -26,7 +26,8 @@ namespace glint::core {
 uint64_t HashBytes(const void* data, size_t len, uint64_t seed);
 
 inline constexpr uint64_t kNameSeed = 0x6e616d65ULL;
-inline uint64_t IdHash(const void* id16) { return HashBytes(id16, 16, 0); }
+// The hash of a 16-byte id (a cheaper special case of the same mixing).
+uint64_t IdHash(const void* id16);
 inline uint64_t NameHash(std::string_view name) {
   return HashBytes(name.data(), name.size(), kNameSeed);
 }
@@ -43,6 +44,12 @@ struct IdWords {
   uint64_t w[2];
 };
 IdWords LoadIdWords(const uint8_t id[16]);
+
+// Bits of the slots (0..55) of bucket `bh` whose fingerprint equals `fp`,
+// possibly with false positives (never false negatives). With seq_cst the
+// loads are SeqCst (Create's verify step) and free slots are included;
+// otherwise only taken slots are returned.
+uint64_t MatchFingerprints(const BucketHeader* bh, uint8_t fp, bool seq_cst);
 
 class ObjectTable {
  public:
@@ -68,7 +75,7 @@ class ObjectTable {
   // Publishes a claimed slot's fingerprint (SeqCst: see store.cc, Create).
   void PublishObject(uint32_t slot, uint8_t fp);
   void PublishName(uint32_t slot, uint8_t fp);
-  // Unpublishes and frees a slot: fingerprint to 0, then the used bit.
+  // Frees a slot: clears its used bit (release). The fingerprint stays.
   void ReleaseObjectSlot(uint32_t slot);
   void ReleaseNameSlot(uint32_t slot);
 

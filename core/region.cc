@@ -2,6 +2,7 @@
 
 #include "core/region.h"
 
+#include <cstddef>
 #include <cstring>
 #include <string>
 
@@ -155,4 +156,17 @@ Status Region::Validate(const uint8_t* base, uint64_t size) {
   return Status::OK();
 }
 
+}  // namespace glint::core
+
+namespace glint::core {
+// docs/REGION_FORMAT.md quotes these offsets; a change here must change the
+// document and kLayoutVersion.
+static_assert(offsetof(RegionHeader, tsc_per_us) == 200);
+static_assert(offsetof(RegionHeader, hostname) == 208);
+static_assert(offsetof(RegionHeader, next_client_serial) == 384);
+static_assert(offsetof(ObjectEntry, data_offset) == 24);
+static_assert(offsetof(ObjectEntry, name_slot) == 56);
+static_assert(offsetof(ObjectEntry, holders) == 64);
+static_assert(offsetof(ObjectEntry, creator_pid) == 120);
+static_assert(offsetof(SpanMeta, bits) == 64);
 }  // namespace glint::core

@@ -80,11 +80,6 @@ struct RegionHeader {
 
   // Mutable, atomic.
   std::atomic<uint64_t> next_client_serial;  // monitor only
-  // Counters of clients that left, folded in by the monitor when a slot is
-  // freed, so Stats stays exact.
-  std::atomic<int64_t> retired_bytes_in_use;
-  std::atomic<int64_t> retired_objects_sealed;
-  std::atomic<int64_t> retired_objects_building;
 };
 static_assert(sizeof(RegionHeader) <= kPageSize);
 
@@ -101,12 +96,6 @@ struct alignas(64) ClientSlot {
   std::atomic<uint32_t> pid;
   std::atomic<uint64_t> serial;   // unique per registration
   std::atomic<uint64_t> pid_start_time;  // /proc start time, for pid reuse
-  uint8_t pad0[40];
-  // Line 1: counters written only by this client (relaxed RMW, since the
-  // client's threads share them); summed by Stats.
-  alignas(64) std::atomic<int64_t> bytes_in_use;
-  std::atomic<int64_t> objects_sealed;
-  std::atomic<int64_t> objects_building;
 };
 static_assert(sizeof(ClientSlot) <= 256);
 
@@ -119,10 +108,13 @@ struct alignas(64) WaitBucket {
 
 // ---------------------------------------------------------------- buckets ---
 // One cache line: a bitmap of the bucket's 56 slots that are taken, and a
-// one-byte fingerprint per slot (0: none) that filters lookups.
+// one-byte fingerprint per slot (0: none) that filters lookups. The
+// fingerprints are packed 8 to a word (byte i % 8 of word i / 8 is slot i)
+// so that a lookup matches all 56 with 7 loads and a little SWAR arithmetic,
+// and so that every access is a whole-word atomic.
 struct alignas(64) BucketHeader {
   std::atomic<uint64_t> used;
-  std::atomic<uint8_t> fp[kSlotsPerBucket];
+  std::atomic<uint64_t> fp[kSlotsPerBucket / 8];
 };
 static_assert(sizeof(BucketHeader) == 64);
 

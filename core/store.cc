@@ -2,6 +2,8 @@
 
 #include "core/store.h"
 
+#include <bit>
+
 #include "core/atomics.h"
 #include "core/os.h"
 
@@ -31,17 +33,6 @@ namespace glint::core {
 Status Store::Create(const CreateArgs& a, uint32_t* out_slot, uint64_t* out_gen) {
   const bool named = !a.name.empty();
   for (uint32_t attempt = 0;; ++attempt) {
-    uint64_t st;
-    if (table_.FindLive(a.id_key, a.id, &st) != kNoSlot &&
-        StateOf(st) != kObjClaimed) {
-      return Status::AlreadyExists("an object with this id exists");
-    }
-    if (named &&
-        (table_.FindByName(a.name_key, a.name, kObjCreating, &st) != kNoSlot ||
-         table_.FindByName(a.name_key, a.name, kObjSealed, &st) != kNoSlot)) {
-      return Status::AlreadyExists("an object named '" + std::string(a.name) +
-                                   "' exists");
-    }
     uint32_t slot;
     if (!table_.ClaimObjectSlot(a.id_key, &slot)) {
       return Status::OutOfMemory(
@@ -119,9 +110,10 @@ Store::Verdict Store::Verify(const CreateArgs& a, uint32_t my_slot) {
     }
   };
   for (uint64_t b : a.id_key.bucket) {
-    BucketHeader* bh = r_.obj_bucket(b);
-    for (uint32_t i = 0; i < kSlotsPerBucket; ++i) {
-      if (LoadSeqCst(bh->fp[i]) != a.id_key.fp) continue;
+    uint64_t m = MatchFingerprints(r_.obj_bucket(b), a.id_key.fp, true);
+    while (m != 0) {
+      const uint32_t i = std::countr_zero(m);
+      m &= m - 1;
       const uint32_t slot = static_cast<uint32_t>(b * kSlotsPerBucket + i);
       if (slot == my_slot) continue;
       if (judge(slot, [&](uint32_t sl, uint64_t s) {
@@ -133,9 +125,10 @@ Store::Verdict Store::Verify(const CreateArgs& a, uint32_t my_slot) {
   }
   if (a.name.empty()) return Verdict::kWin;
   for (uint64_t b : a.name_key.bucket) {
-    BucketHeader* bh = r_.name_bucket(b);
-    for (uint32_t i = 0; i < kSlotsPerBucket; ++i) {
-      if (LoadSeqCst(bh->fp[i]) != a.name_key.fp) continue;
+    uint64_t m = MatchFingerprints(r_.name_bucket(b), a.name_key.fp, true);
+    while (m != 0) {
+      const uint32_t i = std::countr_zero(m);
+      m &= m - 1;
       const uint32_t ns = static_cast<uint32_t>(b * kSlotsPerBucket + i);
       const uint32_t slot = LoadAcquire(r_.name_entry(ns)->obj_slot);
       if (slot == my_slot || slot >= r_.num_obj_slots()) continue;
@@ -198,14 +191,11 @@ void Store::Wake(uint64_t hash) {
   os::FutexWakeAll(&wb->seq);
 }
 
-void Store::FreeBlocks(ObjectEntry* e, ClientSlot* me) {
+void Store::FreeBlocks(ObjectEntry* e) {
   const uint64_t dsize = LoadRelaxed(e->data_size);
   const uint32_t isize = LoadRelaxed(e->info_size);
   heap_.Free(LoadRelaxed(e->data_offset), dsize);
   heap_.Free(LoadRelaxed(e->info_offset), isize);
-  const int64_t bytes =
-      static_cast<int64_t>(alloc::AllocSize(dsize) + alloc::AllocSize(isize));
-  if (bytes != 0) FetchAddRelaxed(me->bytes_in_use, -bytes);
 }
 
 // ---------------------------------------------------------------- abort
@@ -213,7 +203,7 @@ void Store::FreeBlocks(ObjectEntry* e, ClientSlot* me) {
 // Only the creator touches a CREATING entry, so its blocks are freed before
 // the entry is unpublished. The wake comes after ABORTED is stored, so a
 // waiter that saw CREATING(gen) and wakes finds ABORTED(gen).
-void Store::Abort(uint32_t slot, uint64_t gen, uint64_t id_hash, ClientSlot* me) {
+void Store::Abort(uint32_t slot, uint64_t gen, uint64_t id_hash) {
   ObjectEntry* e = r_.entry(slot);
   const uint16_t name_len = LoadRelaxed(e->name_len);
   const uint64_t name_hash =
@@ -222,8 +212,7 @@ void Store::Abort(uint32_t slot, uint64_t gen, uint64_t id_hash, ClientSlot* me)
                          r_.heap() + LoadRelaxed(e->info_offset)),
                      name_len))
                : 0;
-  FreeBlocks(e, me);
-  FetchAddRelaxed(me->objects_building, int64_t{-1});
+  FreeBlocks(e);
   const uint32_t ns = LoadRelaxed(e->name_slot);
   if (ns != kNoSlot) {
     StoreRelaxed(e->name_slot, kNoSlot);
@@ -262,30 +251,29 @@ bool Store::AnyHolder(uint32_t slot) const {
   return false;
 }
 
-bool Store::Delete(uint32_t slot, uint64_t state, ClientSlot* me) {
+bool Store::Delete(uint32_t slot, uint64_t state) {
   ObjectEntry* e = r_.entry(slot);
   uint64_t expect = state;
   if (!CasSeqCst(e->state, expect, MakeState(GenOf(state), kObjDeleting))) {
     return false;
   }
-  FetchAddRelaxed(me->objects_sealed, int64_t{-1});
-  MaybeFree(slot, me);
+  MaybeFree(slot);
   return true;
 }
 
-void Store::MaybeFree(uint32_t slot, ClientSlot* me) {
+void Store::MaybeFree(uint32_t slot) {
   ObjectEntry* e = r_.entry(slot);
   uint64_t s = LoadSeqCst(e->state);
   if (StateOf(s) != kObjDeleting || AnyHolder(slot)) return;
   if (!CasSeqCst(e->state, s, MakeState(GenOf(s), kObjFreeing))) return;
-  FreeEntry(slot, GenOf(s), me);
+  FreeEntry(slot, GenOf(s));
 }
 
 // The winner of DELETING -> FREEING owns the entry: frees its blocks and
 // name slot, stores EMPTY(gen) (release) and gives the slot back.
-void Store::FreeEntry(uint32_t slot, uint64_t gen, ClientSlot* me) {
+void Store::FreeEntry(uint32_t slot, uint64_t gen) {
   ObjectEntry* e = r_.entry(slot);
-  FreeBlocks(e, me);
+  FreeBlocks(e);
   const uint32_t ns = LoadRelaxed(e->name_slot);
   if (ns != kNoSlot) {
     StoreRelaxed(e->name_slot, kNoSlot);
@@ -297,8 +285,23 @@ void Store::FreeEntry(uint32_t slot, uint64_t gen, ClientSlot* me) {
 
 // ---------------------------------------------------------------- cleanup
 
+void Store::CountObjects(int64_t* sealed, int64_t* building) const {
+  *sealed = 0;
+  *building = 0;
+  for (uint64_t b = 0; b < r_.header()->obj_num_buckets; ++b) {
+    uint64_t used = LoadAcquire(r_.obj_bucket(b)->used);
+    while (used != 0) {
+      const uint32_t i = std::countr_zero(used);
+      used &= used - 1;
+      const ObjState st = StateOf(
+          LoadAcquire(r_.entry(static_cast<uint32_t>(b * kSlotsPerBucket + i))->state));
+      if (st == kObjSealed) ++*sealed;
+      if (st == kObjCreating) ++*building;
+    }
+  }
+}
+
 void Store::ReleaseClient(uint32_t c) {
-  ClientSlot* cs = r_.client(c);
   const uint64_t nslots = r_.num_obj_slots();
   const uint64_t bit = uint64_t{1} << (c % 64);
   for (uint64_t b = 0; b < r_.header()->obj_num_buckets; ++b) {
@@ -309,19 +312,18 @@ void Store::ReleaseClient(uint32_t c) {
       ObjectEntry* e = r_.entry(slot);
       if (LoadSeqCst(e->holders[c / 64]) & bit) {
         ClearHolder(slot, c);
-        MaybeFree(slot, cs);
+        MaybeFree(slot);
       }
       const uint64_t s = LoadAcquire(e->state);
       if (LoadRelaxed(e->creator_slot) != c) continue;
       if (StateOf(s) == kObjCreating) {
         const IdWords w{{LoadRelaxed(e->id[0]), LoadRelaxed(e->id[1])}};
         const uint64_t id_hash = IdHash(w.w);
-        Abort(slot, GenOf(s), id_hash, cs);
+        Abort(slot, GenOf(s), id_hash);
       } else if (StateOf(s) == kObjClaimed || StateOf(s) == kObjKilled) {
+        // Claimed but not committed: Create still owned the blocks.
+        heap_.Free(LoadRelaxed(e->data_offset), LoadRelaxed(e->data_size));
         heap_.Free(LoadRelaxed(e->info_offset), LoadRelaxed(e->info_size));
-        FetchAddRelaxed(cs->bytes_in_use,
-                        -static_cast<int64_t>(
-                            alloc::AllocSize(LoadRelaxed(e->info_size))));
         Unclaim(slot, GenOf(s));
       }
     }

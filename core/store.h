@@ -60,8 +60,8 @@ class Store {
   // id, whose hash is id_hash, and of the name if any).
   void Seal(uint32_t slot, uint64_t gen, uint64_t id_hash);
   // Creator only: frees the payload and info blocks, unpublishes the entry
-  // (ABORTED(gen)) and wakes waiters. `me` is charged for the freed bytes.
-  void Abort(uint32_t slot, uint64_t gen, uint64_t id_hash, ClientSlot* me);
+  // (ABORTED(gen)) and wakes waiters.
+  void Abort(uint32_t slot, uint64_t gen, uint64_t id_hash);
 
   // Sets / clears client `c`'s holder bit on `slot` (SeqCst: the Dekker
   // handshake with Delete).
@@ -71,12 +71,15 @@ class Store {
 
   // SEALED(gen) -> DELETING(gen); frees at once when nobody holds it.
   // Returns false if the entry was no longer SEALED(gen).
-  bool Delete(uint32_t slot, uint64_t state, ClientSlot* me);
+  bool Delete(uint32_t slot, uint64_t state);
   // Frees `slot` if it is DELETING and holder-free; exactly one caller wins.
-  void MaybeFree(uint32_t slot, ClientSlot* me);
+  void MaybeFree(uint32_t slot);
 
   // Wakes getters sleeping in the wait bucket of `hash`, if any.
   void Wake(uint64_t hash);
+
+  // Counts by scanning the table: objects sealed and objects being built.
+  void CountObjects(int64_t* sealed, int64_t* building) const;
 
   // Releases everything client slot `c` holds and aborts what it builds.
   // REQUIRES: client `c` runs no operation (it left, or its Client is being
@@ -84,8 +87,8 @@ class Store {
   void ReleaseClient(uint32_t c);
 
  private:
-  void FreeEntry(uint32_t slot, uint64_t gen, ClientSlot* me);
-  void FreeBlocks(ObjectEntry* e, ClientSlot* me);
+  void FreeEntry(uint32_t slot, uint64_t gen);
+  void FreeBlocks(ObjectEntry* e);
   void Unclaim(uint32_t slot, uint64_t gen);
   void WakeName(ObjectEntry* e);
   enum class Verdict { kWin, kLose, kRetry };

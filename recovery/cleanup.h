@@ -1,7 +1,7 @@
 // Copyright (c) glint authors.
 //
 // What the monitor does when a client leaves: release what it held, abort
-// what it was building, fold its counters into the store's, free its slot.
+// what it was building, free its slot.
 
 #ifndef GLINT_RECOVERY_CLEANUP_H_
 #define GLINT_RECOVERY_CLEANUP_H_

@@ -154,9 +154,10 @@ struct ObjectInfo {
   int32_t holders = 0;             // clients holding a reference
 };
 
-// A snapshot of the store. Counters are exact when no operation is in
-// flight; under concurrent use each is a sum of per-client counters read one
-// after another.
+// A snapshot of the store, computed by scanning the region's allocator and
+// object table (nothing is counted on the fast path). Exact when no
+// operation is in flight; under concurrent use, each field is read at a
+// slightly different moment.
 struct StoreStats {
   int64_t capacity = 0;            // bytes of the data heap
   int64_t bytes_in_use = 0;        // handed out by the allocator, rounding incl.
@@ -234,7 +235,8 @@ class Client {
   // Errors: kNotFound (no sealed object `id`, or no such key).
   Status GetMetadata(const ObjectId& id, const std::string& key,
                      Buffer* value);
-  // Store-wide counters; walks the allocator to find the largest free block.
+  // Store-wide figures. Scans the allocator state and the object table:
+  // O(capacity / 64 KiB + max_objects) work, never blocks, not for a hot loop.
   Status Stats(StoreStats* stats);
 
   // For tests and tools: the mapping of the region in this process.
