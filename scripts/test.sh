@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Builds glint and runs every test: the plain build, then the whole suite
+# under ASan+UBSan, then the thread tests under TSan.
+# Usage: scripts/test.sh [--fast]   (--fast: the plain build only)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+fast=0
+[ "${1:-}" = "--fast" ] && fast=1
+bash scripts/deps.sh
+jobs=$(nproc)
+
+run_suite() {  # name, build dir, ctest args, cmake args...
+  local name=$1 dir=$2 ctest_args=$3
+  shift 3
+  echo "=== glint: $name build ($dir)"
+  cmake -S . -B "$dir" -G Ninja "$@" >/dev/null
+  ninja -C "$dir"
+  echo "=== glint: $name tests"
+  (cd "$dir" && ctest --output-on-failure -j"$jobs" $ctest_args)
+}
+
+run_suite release build "" -DCMAKE_BUILD_TYPE=Release
+if [ $fast -eq 0 ]; then
+  export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
+  export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+  run_suite asan build-asan "" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+    -DGLINT_SANITIZE=address -DGLINT_BUILD_BENCH=OFF
+  # TSan's shadow memory layout needs ASLR off on recent kernels.
+  export TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1
+  echo "=== glint: tsan build (build-tsan)"
+  cmake -S . -B build-tsan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+    -DGLINT_SANITIZE=thread -DGLINT_BUILD_BENCH=OFF >/dev/null
+  ninja -C build-tsan
+  echo "=== glint: tsan tests (label: threads)"
+  (cd build-tsan && setarch "$(uname -m)" -R ctest --output-on-failure -j"$jobs" -L threads)
+fi
+echo "=== glint: all tests passed"
