@@ -66,12 +66,17 @@ class MonitorImpl {
     pid_t pid;
   };
   Status CreateRegion();
+  void RequestHugepages();
   Status CreateSocket();
   void Loop();
   void OnHello(Conn* c);
   void Leave(Conn* c);
   void Reply(int fd, StatusCode code, const std::string& msg, uint32_t slot,
              uint64_t serial, bool send_fd);
+
+  void Log(const std::string& line) {
+    if (options_.log) options_.log(line);
+  }
 
   std::vector<Conn> conns_;
   std::unique_ptr<core::Store> store_;
@@ -215,7 +220,7 @@ Status MonitorImpl::CreateRegion() {
   s = os::MapShared(region_fd_, static_cast<int64_t>(size_), options_.prefault, &base);
   if (!s.ok()) return s;
   base_ = static_cast<uint8_t*>(base);
-  if (options_.hugepages) madvise(base_, size_, MADV_HUGEPAGE);
+  if (options_.hugepages) RequestHugepages();
   layout.monitor_pid = static_cast<uint32_t>(getpid());
   layout.create_time_us = os::NowMicros();
   layout.tsc_per_us = os::CalibrateTsc();
@@ -226,6 +231,27 @@ Status MonitorImpl::CreateRegion() {
   core::Region::Format(base_, layout);
   store_ = std::make_unique<core::Store>(core::Region(base_, size_));
   return Status::OK();
+}
+
+// Shared memory gets huge pages through shmem THP: "always" and
+// "within_size" give them unasked, "advise" on madvise, "never"/"deny" not
+// at all. Without them the store runs on normal pages, with a warning.
+void MonitorImpl::RequestHugepages() {
+  std::string mode;
+  if (FILE* f = fopen("/sys/kernel/mm/transparent_hugepage/shmem_enabled", "r")) {
+    char buf[256] = {0};
+    if (fgets(buf, sizeof(buf), f) != nullptr) mode = buf;
+    fclose(f);
+  }
+  const auto pos = mode.find('[');
+  const std::string sel =
+      pos == std::string::npos ? "" : mode.substr(pos + 1, mode.find(']') - pos - 1);
+  if (sel == "always" || sel == "within_size" || sel == "force") return;
+  if (sel == "advise" && madvise(base_, size_, MADV_HUGEPAGE) == 0) return;
+  Log("warning: huge pages requested but shared-memory THP is '" +
+      (sel.empty() ? std::string("unavailable") : sel) +
+      "' (/sys/kernel/mm/transparent_hugepage/shmem_enabled); using normal "
+      "pages");
 }
 
 Status MonitorImpl::CreateSocket() {
@@ -317,11 +343,15 @@ void MonitorImpl::OnHello(Conn* c) {
     c->pid = cred.pid;
     clients_.fetch_add(1);
     Reply(c->fd, StatusCode::kOk, "", i, serial, true);
+    Log("client " + std::to_string(i) + " connected (pid " +
+        std::to_string(cred.pid) + ", serial " + std::to_string(serial) + ")");
     return;
   }
   Reply(c->fd, StatusCode::kTooManyClients,
         "all " + std::to_string(hdr->max_clients) + " client slots are taken",
         0, 0, false);
+  Log("refused a client: all " + std::to_string(hdr->max_clients) +
+      " client slots are taken");
   Leave(c);
 }
 
@@ -330,6 +360,8 @@ void MonitorImpl::Leave(Conn* c) {
     ReleaseClientSlot(store_.get(), c->slot);
     c->registered = false;
     clients_.fetch_sub(1);
+    Log("client " + std::to_string(c->slot) + " left (pid " +
+        std::to_string(c->pid) + ")");
   }
   close(c->fd);
   c->fd = -1;

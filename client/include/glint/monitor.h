@@ -12,6 +12,7 @@
 #define GLINT_MONITOR_H_
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -39,6 +40,10 @@ struct StoreOptions {
   bool prefault = true;
   // Region file directory.
   std::string shm_dir = "/dev/shm";
+  // Receives one line per notable event (a client connects or leaves, a
+  // hugepage request cannot be met). Called from the monitor's thread; must
+  // not block for long. Empty: no log.
+  std::function<void(const std::string&)> log;
 };
 
 namespace internal {
