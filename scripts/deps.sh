@@ -3,7 +3,7 @@
 # Usage: scripts/deps.sh [extra-package ...]
 set -euo pipefail
 pkgs=(cmake ninja-build g++ clang libclang-rt-dev pkg-config
-      libgtest-dev libgmock-dev libbenchmark-dev liburing-dev "$@")
+      libgtest-dev libgmock-dev libbenchmark-dev liburing-dev libcli11-dev "$@")
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

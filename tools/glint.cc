@@ -5,6 +5,7 @@
 //   glint put SOCKET ID FILE [--name N] [--meta k=v]...
 //   glint get SOCKET (ID | --name N) [-o FILE]
 //   glint rm SOCKET ID
+//   glint demo
 // Exit status: 0 on success, 1 when the store answers an error, 2 on a usage
 // error.
 
@@ -19,6 +20,7 @@
 
 #include "glint/glint.h"
 #include "tools/cli_util.h"
+#include "tools/demo.h"
 
 namespace {
 
@@ -265,6 +267,9 @@ int main(int argc, char** argv) {
                   "wait this long for the object to be sealed (-1: forever)")
       ->capture_default_str();
 
+  auto* demo = app.add_subcommand(
+      "demo", "move objects between two processes through a temporary store");
+
   auto* rm = app.add_subcommand("rm", "delete a sealed object");
   rm->add_option("SOCKET", socket, "the store's socket")->required();
   rm->add_option("ID", id, "object id, 32 hex digits")->required();
@@ -280,5 +285,6 @@ int main(int argc, char** argv) {
   if (put->parsed()) return CmdPut(socket, id, file, name, meta);
   if (get->parsed()) return CmdGet(socket, id, name, out, timeout_ms);
   if (rm->parsed()) return CmdRm(socket, id);
+  if (demo->parsed()) return glint::tools::RunDemo();
   return 2;
 }
