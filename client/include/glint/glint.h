@@ -22,5 +22,6 @@
 #include "glint/monitor.h"
 #include "glint/object_id.h"
 #include "glint/status.h"
+#include "glint/version.h"
 
 #endif  // GLINT_GLINT_H_
