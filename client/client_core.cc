@@ -375,21 +375,6 @@ Status ClientCore::BuildObject(const ObjectId& id, int64_t size,
                                    " bytes; the limit is 65536");
   }
 
-  alloc::Heap& heap = store_->heap();
-  const uint64_t isize = InfoSize(name, metadata);
-  uint64_t ioff = 0, doff = 0;
-  if (isize > 0) {
-    if (!heap.Allocate(isize, &hints_, &ioff)) {
-      return Status::OutOfMemory("store full: no room for " +
-                                 std::to_string(isize) + " bytes of metadata");
-    }
-    WriteInfo(region_.heap() + ioff, name, metadata);
-  }
-  if (size > 0 && !heap.Allocate(static_cast<uint64_t>(size), &hints_, &doff)) {
-    heap.Free(ioff, isize);
-    return Status::OutOfMemory("store full: no free block of " +
-                               std::to_string(size) + " bytes");
-  }
   core::CreateArgs a;
   a.id = core::LoadIdWords(id.data());
   a.id_key = core::MakeKey(core::IdHash(id.data()), region_.header()->obj_num_buckets);
@@ -397,6 +382,37 @@ Status ClientCore::BuildObject(const ObjectId& id, int64_t size,
   if (!name.empty()) {
     a.name_key = core::MakeKey(core::NameHash(name),
                                region_.header()->name_num_buckets);
+  }
+  // The payload is allocated before the id is claimed (the claim is what
+  // makes the object visible to rivals). When the heap is full, a duplicate
+  // id or name still answers AlreadyExists, the more useful of the two.
+  auto out_of_memory = [&](const std::string& msg) {
+    uint64_t st;
+    const core::ObjectTable& t = store_->table();
+    const uint32_t live = t.FindLive(a.id_key, a.id, &st);
+    if ((live != kNoSlot && core::StateOf(st) != core::kObjClaimed) ||
+        (!name.empty() &&
+         (t.FindByName(a.name_key, name, core::kObjSealed, &st) != kNoSlot ||
+          t.FindByName(a.name_key, name, core::kObjCreating, &st) != kNoSlot))) {
+      return Status::AlreadyExists("an object with this id or name exists (id " +
+                                   id.hex() + ")");
+    }
+    return Status::OutOfMemory(msg + " (id " + id.hex() + ")");
+  };
+  alloc::Heap& heap = store_->heap();
+  const uint64_t isize = InfoSize(name, metadata);
+  uint64_t ioff = 0, doff = 0;
+  if (isize > 0) {
+    if (!heap.Allocate(isize, &hints_, &ioff)) {
+      return out_of_memory("store full: no room for " + std::to_string(isize) +
+                           " bytes of name and metadata");
+    }
+    WriteInfo(region_.heap() + ioff, name, metadata);
+  }
+  if (size > 0 && !heap.Allocate(static_cast<uint64_t>(size), &hints_, &doff)) {
+    heap.Free(ioff, isize);
+    return out_of_memory("store full: no free block of " + std::to_string(size) +
+                         " bytes");
   }
   a.data_offset = doff;
   a.data_size = static_cast<uint64_t>(size);
