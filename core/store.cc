@@ -35,11 +35,18 @@ Status Store::Create(const CreateArgs& a, uint32_t* out_slot, uint64_t* out_gen)
   for (uint32_t attempt = 0;; ++attempt) {
     uint32_t slot;
     if (!table_.ClaimObjectSlot(a.id_key, &slot)) {
+      if (ExistsCommitted(a)) return Status::AlreadyExists("an object with this id or name exists");
       return Status::OutOfMemory(
           "object table full: both buckets of this id are taken");
     }
     ObjectEntry* e = r_.entry(slot);
     const uint64_t gen = GenOf(LoadRelaxed(e->state)) + 1;
+    // Seqlock writer side: a reader that sees any field we write below (it
+    // reads them relaxed, then fences with acquire) must also see that the
+    // previous occupant's state is gone when it re-reads the state word.
+    std::atomic_thread_fence(std::memory_order_release);
+    StoreRelaxed(e->aborted_gens,
+                 LoadRelaxed(e->aborted_gens) & ~(1u << (gen % 32)));
     StoreRelaxed(e->id[0], a.id.w[0]);
     StoreRelaxed(e->id[1], a.id.w[1]);
     StoreRelaxed(e->data_offset, a.data_offset);
@@ -61,10 +68,11 @@ Status Store::Create(const CreateArgs& a, uint32_t* out_slot, uint64_t* out_gen)
       uint32_t ns;
       if (!table_.ClaimNameSlot(a.name_key, &ns)) {
         Unclaim(slot, gen);
+        if (ExistsCommitted(a)) return Status::AlreadyExists("an object with this id or name exists");
         return Status::OutOfMemory(
             "name index full: both buckets of this name are taken");
       }
-      StoreRelaxed(r_.name_entry(ns)->obj_slot, slot);
+      StoreSeqCst(r_.name_entry(ns)->obj_slot, slot);
       StoreRelaxed(e->name_slot, ns);
       table_.PublishName(ns, a.name_key.fp);
     }
@@ -91,6 +99,15 @@ Status Store::Create(const CreateArgs& a, uint32_t* out_slot, uint64_t* out_gen)
   }
 }
 
+bool Store::ExistsCommitted(const CreateArgs& a) const {
+  uint64_t st;
+  const uint32_t live = table_.FindLive(a.id_key, a.id, &st);
+  if (live != kNoSlot && StateOf(st) != kObjClaimed) return true;
+  return !a.name.empty() &&
+         (table_.FindByName(a.name_key, a.name, kObjCreating, &st) != kNoSlot ||
+          table_.FindByName(a.name_key, a.name, kObjSealed, &st) != kNoSlot);
+}
+
 Store::Verdict Store::Verify(const CreateArgs& a, uint32_t my_slot) {
   // Decides one rival entry: kill it if merely claimed, lose if committed.
   auto judge = [&](uint32_t slot, auto&& matches) -> Verdict {
@@ -101,7 +118,15 @@ Store::Verdict Store::Verify(const CreateArgs& a, uint32_t my_slot) {
       if (st != kObjClaimed && st != kObjCreating && st != kObjSealed) {
         return Verdict::kWin;
       }
-      if (!matches(slot, s)) return Verdict::kWin;
+      if (!matches(slot, s)) {
+        // IdMatches/NameMatches also answer false when the entry moved on
+        // since we loaded `s` (a rival committing CLAIMED -> CREATING, say):
+        // only an unchanged state makes the mismatch a real one.
+        const uint64_t now = LoadSeqCst(e->state);
+        if (now == s) return Verdict::kWin;
+        s = now;
+        continue;
+      }
       if (st != kObjClaimed) return Verdict::kLose;
       if (CasSeqCst(e->state, s, MakeState(GenOf(s), kObjKilled))) {
         return Verdict::kWin;
@@ -168,20 +193,27 @@ void Store::SetPayload(uint32_t slot, uint64_t offset, uint64_t size) {
 // half) and is the sealer's side of the waiter handshake: sealer stores
 // SEALED then loads `waiters`; a getter increments `waiters` then loads the
 // state. One of them sees the other, so a getter never sleeps through a seal.
-void Store::Seal(uint32_t slot, uint64_t gen, uint64_t id_hash) {
+bool Store::Seal(uint32_t slot, uint64_t gen, uint64_t id_hash) {
   ObjectEntry* e = r_.entry(slot);
+  // The name's hash is taken while the entry is still ours: once SEALED, a
+  // deleter may free and reuse it at any moment.
+  const uint64_t name_hash = NameHashOf(e);
   StoreRelaxed(e->seal_tsc, os::ReadTsc());
-  StoreSeqCst(e->state, MakeState(gen, kObjSealed));
+  uint64_t expect = MakeState(gen, kObjCreating);
+  if (!CasSeqCst(e->state, expect, MakeState(gen, kObjSealed))) return false;
   Wake(id_hash);
-  WakeName(e);
+  if (name_hash != 0) Wake(name_hash);
+  return true;
 }
 
-void Store::WakeName(ObjectEntry* e) {
+uint64_t Store::NameHashOf(const ObjectEntry* e) const {
   const uint16_t len = LoadRelaxed(e->name_len);
-  if (len == 0) return;
-  const uint64_t off = LoadRelaxed(e->info_offset);
-  Wake(NameHash(std::string_view(
-      reinterpret_cast<const char*>(r_.heap() + off), len)));
+  if (len == 0) return 0;
+  char name[kMaxNameBytes];
+  const auto* src = reinterpret_cast<const std::atomic<uint8_t>*>(
+      r_.heap() + LoadRelaxed(e->info_offset));
+  for (uint16_t i = 0; i < len; ++i) name[i] = static_cast<char>(LoadRelaxed(src[i]));
+  return NameHash(std::string_view(name, len)) | 1;  // never 0
 }
 
 void Store::Wake(uint64_t hash) {
@@ -203,25 +235,36 @@ void Store::FreeBlocks(ObjectEntry* e) {
 // Only the creator touches a CREATING entry, so its blocks are freed before
 // the entry is unpublished. The wake comes after ABORTED is stored, so a
 // waiter that saw CREATING(gen) and wakes finds ABORTED(gen).
-void Store::Abort(uint32_t slot, uint64_t gen, uint64_t id_hash) {
+bool Store::Abort(uint32_t slot, uint64_t gen, uint64_t id_hash) {
   ObjectEntry* e = r_.entry(slot);
-  const uint16_t name_len = LoadRelaxed(e->name_len);
-  const uint64_t name_hash =
-      name_len ? NameHash(std::string_view(
-                     reinterpret_cast<const char*>(
-                         r_.heap() + LoadRelaxed(e->info_offset)),
-                     name_len))
-               : 0;
+  // CREATING -> FREEING first: only the builder (or the monitor for a
+  // builder that left) may abort, and a CAS proves the entry is still this
+  // build before anything is freed.
+  uint64_t expect = MakeState(gen, kObjCreating);
+  if (!CasSeqCst(e->state, expect, MakeState(gen, kObjFreeing))) return false;
+  const uint64_t name_hash = NameHashOf(e);
   FreeBlocks(e);
   const uint32_t ns = LoadRelaxed(e->name_slot);
   if (ns != kNoSlot) {
     StoreRelaxed(e->name_slot, kNoSlot);
     table_.ReleaseNameSlot(ns);
   }
+  e->aborted_gens.fetch_or(1u << (gen % 32), std::memory_order_relaxed);
   StoreSeqCst(e->state, MakeState(gen, kObjAborted));
   table_.ReleaseObjectSlot(slot);
   Wake(id_hash);
-  if (name_len) Wake(name_hash);
+  if (name_hash != 0) Wake(name_hash);
+  return true;
+}
+
+bool Store::WasAborted(uint32_t slot, uint64_t gen) const {
+  const ObjectEntry* e = r_.entry(slot);
+  const uint64_t cur = LoadAcquire(e->state);
+  const uint64_t cg = GenOf(cur);
+  if (cg < gen) return false;
+  if (cg == gen && StateOf(cur) != kObjAborted) return false;
+  if (cg - gen >= 32) return true;  // long gone, never sealed for us
+  return (LoadRelaxed(e->aborted_gens) >> (gen % 32)) & 1;
 }
 
 // ---------------------------------------------------------------- holders
@@ -304,8 +347,9 @@ void Store::CountObjects(int64_t* sealed, int64_t* building) const {
 void Store::ReleaseClient(uint32_t c) {
   const uint64_t nslots = r_.num_obj_slots();
   const uint64_t bit = uint64_t{1} << (c % 64);
+  // Every entry, taken or not: a transient holder bit (a get that found an
+  // entry that was being freed) can sit on a free slot too.
   for (uint64_t b = 0; b < r_.header()->obj_num_buckets; ++b) {
-    if (LoadAcquire(r_.obj_bucket(b)->used) == 0) continue;
     for (uint32_t i = 0; i < kSlotsPerBucket; ++i) {
       const uint32_t slot = static_cast<uint32_t>(b * kSlotsPerBucket + i);
       if (slot >= nslots) break;

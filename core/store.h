@@ -56,12 +56,17 @@ class Store {
   Status Create(const CreateArgs& a, uint32_t* slot, uint64_t* gen);
   // Creator only, while CREATING.
   void SetPayload(uint32_t slot, uint64_t offset, uint64_t size);
-  // Creator only: CREATING(gen) -> SEALED(gen), then wakes waiters (of the
-  // id, whose hash is id_hash, and of the name if any).
-  void Seal(uint32_t slot, uint64_t gen, uint64_t id_hash);
+  // Creator only: CAS CREATING(gen) -> SEALED(gen), then wakes waiters (of
+  // the id, whose hash is id_hash, and of the name if any). False when the
+  // entry is no longer this build (the monitor cleaned up after us).
+  bool Seal(uint32_t slot, uint64_t gen, uint64_t id_hash);
   // Creator only: frees the payload and info blocks, unpublishes the entry
   // (ABORTED(gen)) and wakes waiters.
-  void Abort(uint32_t slot, uint64_t gen, uint64_t id_hash);
+  // False when the entry is no longer this build.
+  bool Abort(uint32_t slot, uint64_t gen, uint64_t id_hash);
+  // True when generation `gen` of `slot`, once seen being built, was aborted
+  // (or is long gone without the caller having found it sealed).
+  bool WasAborted(uint32_t slot, uint64_t gen) const;
 
   // Sets / clears client `c`'s holder bit on `slot` (SeqCst: the Dekker
   // handshake with Delete).
@@ -90,7 +95,9 @@ class Store {
   void FreeEntry(uint32_t slot, uint64_t gen);
   void FreeBlocks(ObjectEntry* e);
   void Unclaim(uint32_t slot, uint64_t gen);
-  void WakeName(ObjectEntry* e);
+  uint64_t NameHashOf(const ObjectEntry* e) const;  // 0: no name
+  bool ExistsCommitted(const CreateArgs& a) const;
+  static constexpr size_t kMaxNameBytes = 255;
   enum class Verdict { kWin, kLose, kRetry };
   Verdict Verify(const CreateArgs& a, uint32_t my_slot);
 
