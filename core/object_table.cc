@@ -236,9 +236,10 @@ bool ObjectTable::Claim(BucketHeader* (Region::*bucket)(uint64_t) const,
     uint64_t u = use0 ? u0 : u1;
     while ((u & kUsedMask) != kUsedMask) {
       const uint32_t i = std::countr_zero(~u);
-      // Acquire: we see the releases of the previous occupant (its reset of
-      // the entry) before we write the slot.
-      if (CasAcqRel(bh->used, u, u | (uint64_t{1} << i))) {
+      // SeqCst (free on x86-64): we see the previous occupant's release of
+      // the entry before we write it, and a getter that announced itself as
+      // a waiter and then fenced sees this bit (see ClientCore::WaitFor).
+      if (CasSeqCst(bh->used, u, u | (uint64_t{1} << i))) {
         *slot = static_cast<uint32_t>(bidx * kSlotsPerBucket + i);
         return true;
       }

@@ -160,7 +160,10 @@ struct alignas(64) ObjectEntry {
   std::atomic<uint64_t> create_tsc;     // time-stamp counter at create
   std::atomic<uint64_t> seal_tsc;       // ... and at seal (0: unsealed)
   std::atomic<uint32_t> creator_pid;
-  uint32_t reserved2;
+  // Bit (gen % 32) is set when generation gen of this slot was aborted; a
+  // claimer clears the bit of its own generation. Lets a getter that saw
+  // gen being built learn of the abort even after the slot was reused.
+  std::atomic<uint32_t> aborted_gens;
 };
 static_assert(sizeof(ObjectEntry) == 128);
 
