@@ -413,21 +413,27 @@ uint64_t Heap::LargestFree() const {
 
 uint64_t Heap::BytesInUseByScan() const {
   const auto* h = r_.header();
-  auto* pb = r_.page_bitmap();
+  // The page bitmap first, then the spans: a span counts as span pages only
+  // if all 16 of its pages were taken in our snapshot of the bitmap, so a
+  // span retired between the two reads cannot make the sum negative.
+  std::vector<uint64_t> pb(h->page_bitmap_words);
+  uint64_t pages = 0;
+  for (uint64_t w = 0; w < h->page_bitmap_words; ++w) {
+    pb[w] = LoadAcquire(r_.page_bitmap()[w]);
+    pages += std::popcount(pb[w]);
+  }
+  pages -= (h->page_bitmap_words * 64 - h->num_pages);  // padding bits
   uint64_t bytes = 0;
   uint64_t span_pages = 0;
   for (uint64_t i = 0; i < h->num_spans; ++i) {
     const uint64_t s = LoadAcquire(r_.span(i)->state);
     if (SpanKindOf(s) == core::kSpanFree) continue;
+    if (((pb[i / 4] >> (16 * (i % 4))) & 0xffff) != 0xffff) continue;
     span_pages += kPagesPerSpan;
     bytes += uint64_t{SpanCountOf(s)} * ClassSize(SpanClassOf(s));
   }
-  uint64_t pages = 0;
-  for (uint64_t w = 0; w < h->page_bitmap_words; ++w) {
-    pages += std::popcount(LoadRelaxed(pb[w]));
-  }
-  pages -= (h->page_bitmap_words * 64 - h->num_pages);  // padding bits
-  return bytes + (pages - span_pages) * kPageSize;
+  if (span_pages > pages) span_pages = pages;
+  return std::min<uint64_t>(bytes + (pages - span_pages) * kPageSize, h->heap_size);
 }
 
 }  // namespace glint::alloc
