@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -49,10 +50,24 @@ void AtForkChild() {
   g_cores_mu.unlock();
 }
 
-void Register(ClientCore* c) {
+void InstallForkHandlers() {
   std::call_once(g_atfork_once, [] {
     pthread_atfork(AtForkPrepare, AtForkParent, AtForkChild);
   });
+}
+
+// A thread of ours is between the two instructions of a holder-bit flip;
+// it is normally done within nanoseconds, but it may have been preempted.
+void BusyWait(uint32_t spins) {
+  if (spins < 64) {
+    core::CpuRelax();
+  } else {
+    sched_yield();
+  }
+}
+
+void Register(ClientCore* c) {
+  InstallForkHandlers();
   std::lock_guard<std::mutex> l(g_cores_mu);
   if (g_cores == nullptr) g_cores = new std::set<ClientCore*>();
   g_cores->insert(c);
@@ -61,6 +76,22 @@ void Register(ClientCore* c) {
 void Unregister(ClientCore* c) {
   std::lock_guard<std::mutex> l(g_cores_mu);
   if (g_cores != nullptr) g_cores->erase(c);
+}
+
+// The name and metadata block is read by other clients without holding the
+// object (a creator comparing names, ListObjects), possibly while its memory
+// is being reused; every access to it is therefore a relaxed atomic byte
+// access, so racing with a reuse is never a data race.
+void AtomicCopyIn(uint8_t* dst, const void* src, size_t n) {
+  auto* d = reinterpret_cast<std::atomic<uint8_t>*>(dst);
+  const auto* p = static_cast<const uint8_t*>(src);
+  for (size_t i = 0; i < n; ++i) d[i].store(p[i], std::memory_order_relaxed);
+}
+
+void AtomicCopyOut(void* dst, const uint8_t* src, size_t n) {
+  const auto* s = reinterpret_cast<const std::atomic<uint8_t>*>(src);
+  auto* d = static_cast<uint8_t*>(dst);
+  for (size_t i = 0; i < n; ++i) d[i] = s[i].load(std::memory_order_relaxed);
 }
 
 // ------------------------------------------------------------ info block
@@ -72,10 +103,12 @@ uint64_t InfoSize(std::string_view name, const Metadata& md) {
   return n;
 }
 
-void WriteInfo(uint8_t* p, std::string_view name, const Metadata& md) {
+void WriteInfo(uint8_t* dst, uint64_t size, std::string_view name,
+               const Metadata& md) {
+  std::vector<uint8_t> buf(size, 0);
+  uint8_t* p = buf.data();
   std::memcpy(p, name.data(), name.size());
   uint64_t off = (name.size() + 3) / 4 * 4;
-  std::memset(p + name.size(), 0, off - name.size());
   const uint32_t count = static_cast<uint32_t>(md.size());
   std::memcpy(p + off, &count, 4);
   off += 4;
@@ -88,6 +121,7 @@ void WriteInfo(uint8_t* p, std::string_view name, const Metadata& md) {
     std::memcpy(p + off + 8 + kl, v.data(), vl);
     off += 8 + uint64_t{kl} + vl;
   }
+  AtomicCopyIn(dst, buf.data(), size);
 }
 
 // Walks the metadata of an info block of `size` bytes; calls fn(key, value
@@ -111,6 +145,14 @@ bool ForEachMeta(const uint8_t* p, uint64_t size, uint16_t name_len, Fn fn) {
     off += 8 + uint64_t{kl} + vl;
   }
   return false;
+}
+
+// now + timeout_ms, saturating (-1, or any timeout past 2262, is forever).
+int64_t DeadlineAfter(int64_t now_ns, int64_t timeout_ms) {
+  if (timeout_ms < 0 || timeout_ms > (INT64_MAX - now_ns) / 1000000) {
+    return INT64_MAX;
+  }
+  return now_ns + timeout_ms * 1000000;
 }
 
 Status ValidateName(std::string_view name) {
@@ -140,6 +182,9 @@ Status ClientCore::Connect(const std::string& path,
     return Status::NotConnected("no glint store at " + path +
                                 ": not a unix socket");
   }
+  // Before the socket exists: a fork() in another thread must already find
+  // the handler that closes it in the child.
+  InstallForkHandlers();
   int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) return os::ErrnoStatus(errno, "socket for", path);
   sockaddr_un addr{};
@@ -248,7 +293,13 @@ ClientCore::~ClientCore() {
     // no-op then) when it sees the socket close.
     store_->ReleaseClient(slot_);
   }
-  if (sock_fd_ >= 0) close(sock_fd_);
+  if (sock_fd_ >= 0) {
+    if (!inert_) {
+      const uint32_t bye = core::kByeMagic;
+      (void)send(sock_fd_, &bye, sizeof(bye), MSG_NOSIGNAL | MSG_DONTWAIT);
+    }
+    close(sock_fd_);
+  }
   if (local_refs_ != nullptr) munmap(local_refs_, local_refs_bytes_);
   os::Unmap(region_.base(), static_cast<int64_t>(region_.size()));
 }
@@ -281,9 +332,9 @@ Status ClientCore::CheckUsable() const {
 bool ClientCore::Hold(uint32_t slot, uint64_t state) {
   std::atomic<uint32_t>& l = local_refs_[slot];
   uint32_t c = LoadRelaxed(l);
-  for (;;) {
+  for (uint32_t spins = 0;; ++spins) {
     if (c & kBusy) {
-      core::CpuRelax();
+      BusyWait(spins);
       c = LoadRelaxed(l);
       continue;
     }
@@ -306,9 +357,9 @@ bool ClientCore::Hold(uint32_t slot, uint64_t state) {
 void ClientCore::Unhold(uint32_t slot) {
   std::atomic<uint32_t>& l = local_refs_[slot];
   uint32_t c = LoadRelaxed(l);
-  for (;;) {
+  for (uint32_t spins = 0;; ++spins) {
     if (c & kBusy) {
-      core::CpuRelax();
+      BusyWait(spins);
       c = LoadRelaxed(l);
       continue;
     }
@@ -407,7 +458,7 @@ Status ClientCore::BuildObject(const ObjectId& id, int64_t size,
       return out_of_memory("store full: no room for " + std::to_string(isize) +
                            " bytes of name and metadata");
     }
-    WriteInfo(region_.heap() + ioff, name, metadata);
+    WriteInfo(region_.heap() + ioff, isize, name, metadata);
   }
   if (size > 0 && !heap.Allocate(static_cast<uint64_t>(size), &hints_, &doff)) {
     heap.Free(ioff, isize);
@@ -472,9 +523,10 @@ Status ClientCore::Resize(MutableBuffer* mb, int64_t new_size) {
 
 Status ClientCore::Seal(MutableBuffer* mb) {
   if (inert_) return CheckUsable();
-  store_->Seal(mb->slot_, mb->gen_, core::IdHash(mb->id_.data()));
+  const bool ok = store_->Seal(mb->slot_, mb->gen_, core::IdHash(mb->id_.data()));
   mb->core_ = nullptr;
   mb->data_ = nullptr;
+  if (!ok) return LostBuild(mb->id_);
   mb->sealed_ = true;
   return Status::OK();
 }
@@ -483,8 +535,18 @@ Status ClientCore::Abort(MutableBuffer* mb) {
   mb->core_ = nullptr;
   mb->data_ = nullptr;
   if (inert_) return CheckUsable();
-  store_->Abort(mb->slot_, mb->gen_, core::IdHash(mb->id_.data()));
+  if (!store_->Abort(mb->slot_, mb->gen_, core::IdHash(mb->id_.data()))) {
+    return LostBuild(mb->id_);
+  }
   return Status::OK();
+}
+
+// The entry no longer holds our build: the monitor took this client for
+// gone (its socket closed) and aborted what it was building.
+Status ClientCore::LostBuild(const ObjectId& id) const {
+  return Status::Aborted("object " + id.hex() +
+                         " is no longer being built by this client (the "
+                         "monitor cleaned up after it)");
 }
 
 // ------------------------------------------------------------ get
@@ -505,8 +567,7 @@ Status ClientCore::WaitFor(uint64_t wait_hash, int64_t timeout_ms, Find find,
   if (timeout_ms == 0) return Status::TimedOut("not sealed");
 
   const int64_t start = os::MonotonicNanos();
-  const int64_t deadline =
-      timeout_ms < 0 ? INT64_MAX : start + timeout_ms * 1000000;
+  const int64_t deadline = DeadlineAfter(start, timeout_ms);
   uint32_t seen_slot = kNoSlot;  // an entry of the object being built
   uint64_t seen_gen = 0;
   // 1: found and held; 2: the build we saw was aborted; 0: keep waiting.
@@ -516,9 +577,7 @@ Status ClientCore::WaitFor(uint64_t wait_hash, int64_t timeout_ms, Find find,
       if (*slot == kNoSlot) break;
       if (Hold(*slot, *state)) return 1;
     }
-    if (seen_slot != kNoSlot &&
-        LoadAcquire(region_.entry(seen_slot)->state) ==
-            core::MakeState(seen_gen, core::kObjAborted)) {
+    if (seen_slot != kNoSlot && store_->WasAborted(seen_slot, seen_gen)) {
       return 2;
     }
     uint64_t ls;
@@ -621,9 +680,7 @@ Status ClientCore::GetObjects(const std::vector<ObjectId>& ids,
   buffers->resize(ids.size());
   Status s = CheckUsable();
   if (!s.ok()) return s;
-  const int64_t deadline = timeout_ms < 0
-                               ? INT64_MAX
-                               : os::MonotonicNanos() + timeout_ms * 1000000;
+  const int64_t deadline = DeadlineAfter(os::MonotonicNanos(), timeout_ms);
   Status first_error;
   for (size_t i = 0; i < ids.size(); ++i) {
     int64_t left = -1;
@@ -691,7 +748,9 @@ void ClientCore::FillInfo(uint32_t slot, uint64_t state, ObjectInfo* info) const
   info->metadata_size = 0;
   if (isize > 0 && ioff + isize <= region_.header()->heap_size &&
       name_len <= isize) {
-    const uint8_t* p = region_.heap() + ioff;
+    std::vector<uint8_t> copy(isize);
+    AtomicCopyOut(copy.data(), region_.heap() + ioff, isize);
+    const uint8_t* p = copy.data();
     info->name.assign(reinterpret_cast<const char*>(p), name_len);
     int64_t md = 0;
     ForEachMeta(p, isize, name_len,

@@ -72,6 +72,7 @@ class ClientCore {
                  FindLive live, uint32_t* slot, uint64_t* state);
 
   Status CheckUsable() const;
+  Status LostBuild(const ObjectId& id) const;
 
   int sock_fd_ = -1;
   bool inert_ = false;

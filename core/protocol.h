@@ -15,6 +15,12 @@ namespace glint::core {
 inline constexpr uint32_t kHelloMagic = 0x544e4c47;  // "GLNT"
 inline constexpr uint32_t kProtocolVersion = 1;
 
+// A client that leaves on purpose (its Client is destroyed) sends this
+// 4-byte word before closing, after it released everything itself. A socket
+// that closes without it may belong to a process that still runs (it closed
+// its descriptors); the monitor then waits for the process to exit.
+inline constexpr uint32_t kByeMagic = 0x45594221;  // "!BYE"
+
 struct Hello {
   uint32_t magic;
   uint32_t protocol_version;

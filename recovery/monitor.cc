@@ -16,12 +16,14 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
 #include <cstring>
+#include <list>
 #include <mutex>
 #include <set>
 #include <thread>
@@ -60,16 +62,20 @@ class MonitorImpl {
 
  private:
   struct Conn {
-    int fd;
-    bool registered;
+    int fd;             // the client's socket, or -1 once it closed
+    bool registered;    // holds a client slot
     uint32_t slot;
     pid_t pid;
+    int64_t accepted_ns;  // when accept() returned (Hello deadline)
+    bool said_bye = false;
+    int pidfd = -1;     // watched once the socket closed without a Bye
   };
   Status CreateRegion();
   void RequestHugepages();
   Status CreateSocket();
   void Loop();
   void OnHello(Conn* c);
+  void OnClientReadable(Conn* c);
   void Leave(Conn* c);
   void Reply(int fd, StatusCode code, const std::string& msg, uint32_t slot,
              uint64_t serial, bool send_fd);
@@ -78,7 +84,9 @@ class MonitorImpl {
     if (options_.log) options_.log(line);
   }
 
-  std::vector<Conn> conns_;
+  static constexpr uint32_t kGone = 0xffffffffu;  // Conn::slot once left
+  static constexpr int64_t kHelloTimeoutNs = 1000 * 1000 * 1000;
+  std::list<Conn> conns_;  // stable addresses: poll() bookkeeping points in
   std::unique_ptr<core::Store> store_;
 };
 
@@ -355,7 +363,12 @@ void MonitorImpl::OnHello(Conn* c) {
   Leave(c);
 }
 
+// A client is gone: release what it held, free its slot, forget it.
 void MonitorImpl::Leave(Conn* c) {
+  if (c->pidfd >= 0) {
+    close(c->pidfd);
+    c->pidfd = -1;
+  }
   if (c->registered) {
     ReleaseClientSlot(store_.get(), c->slot);
     c->registered = false;
@@ -363,42 +376,104 @@ void MonitorImpl::Leave(Conn* c) {
     Log("client " + std::to_string(c->slot) + " left (pid " +
         std::to_string(c->pid) + ")");
   }
+  if (c->fd >= 0) close(c->fd);
+  c->fd = -1;
+  c->slot = kGone;
+}
+
+void MonitorImpl::OnClientReadable(Conn* c) {
+  uint32_t words[16];
+  const ssize_t r = recv(c->fd, words, sizeof(words), MSG_DONTWAIT);
+  if (r > 0) {
+    for (ssize_t i = 0; i + 4 <= r; i += 4) {
+      if (words[i / 4] == core::kByeMagic) c->said_bye = true;
+    }
+    return;
+  }
+  if (r < 0 && (errno == EAGAIN || errno == EINTR)) return;
+  // The socket closed. After a Bye the client already released everything:
+  // free the slot now. Without one, the process may still run (it closed
+  // its descriptors, or exits normally and is still on its way out): watch
+  // its pidfd, and release it only once the kernel says it is gone.
+  if (c->said_bye) {
+    Leave(c);
+    return;
+  }
   close(c->fd);
   c->fd = -1;
+  c->pidfd = static_cast<int>(syscall(SYS_pidfd_open, c->pid, 0));
+  if (c->pidfd < 0) {
+    Leave(c);  // ESRCH: already gone (or pidfds unsupported: assume gone)
+    return;
+  }
+  pollfd p{c->pidfd, POLLIN, 0};
+  if (poll(&p, 1, 0) == 1) Leave(c);
 }
 
 void MonitorImpl::Loop() {
   std::vector<pollfd> fds;
+  std::vector<Conn*> owners;  // owners[i]: the connection of fds[i], if any
+  int64_t listen_paused_until = 0;
   for (;;) {
+    const int64_t now = os::MonotonicNanos();
     fds.clear();
+    owners.clear();
     fds.push_back({wake_fd_, POLLIN, 0});
-    fds.push_back({listen_fd_, POLLIN, 0});
-    for (const Conn& c : conns_) fds.push_back({c.fd, POLLIN, 0});
-    const int n = poll(fds.data(), fds.size(), -1);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return;
+    owners.push_back(nullptr);
+    const bool listening = now >= listen_paused_until;
+    if (listening) {
+      fds.push_back({listen_fd_, POLLIN, 0});
+      owners.push_back(nullptr);
     }
-    if (fds[0].revents != 0) return;  // shutdown
-    for (size_t i = 2; i < fds.size(); ++i) {
-      if (fds[i].revents == 0) continue;
-      Conn* c = &conns_[i - 2];
-      if (!c->registered) {
-        OnHello(c);
+    bool pending = false;
+    for (Conn& c : conns_) {
+      if (c.fd >= 0) {
+        fds.push_back({c.fd, POLLIN, 0});
       } else {
-        char buf[64];
-        const ssize_t r = recv(c->fd, buf, sizeof(buf), MSG_DONTWAIT);
-        if (r == 0 || (r < 0 && errno != EAGAIN && errno != EINTR)) Leave(c);
+        fds.push_back({c.pidfd, POLLIN, 0});
+      }
+      owners.push_back(&c);
+      pending |= !c.registered;
+    }
+    // Wake up now and then only when a deadline is pending.
+    const int timeout_ms = (pending || !listening) ? 100 : -1;
+    const int n = poll(fds.data(), fds.size(), timeout_ms);
+    if (n < 0 && errno != EINTR) return;
+    if (n > 0 && fds[0].revents != 0) return;  // shutdown
+    const int64_t after = os::MonotonicNanos();
+    for (size_t i = 1; i < fds.size(); ++i) {
+      Conn* c = owners[i];
+      if (c == nullptr || c->slot == kGone) continue;
+      if (!c->registered) {
+        if (fds[i].revents != 0) {
+          OnHello(c);
+        } else if (after - c->accepted_ns > kHelloTimeoutNs) {
+          Leave(c);  // connected but never said Hello
+        }
+      } else if (fds[i].revents != 0) {
+        if (c->fd >= 0) {
+          OnClientReadable(c);
+        } else {
+          Leave(c);  // its pidfd: the process exited
+        }
       }
     }
-    conns_.erase(std::remove_if(conns_.begin(), conns_.end(),
-                                [](const Conn& c) { return c.fd < 0; }),
-                 conns_.end());
-    if (fds[1].revents & POLLIN) {
+    conns_.remove_if([](const Conn& c) { return c.slot == kGone; });
+    if (listening && n > 0 && (fds[1].revents & POLLIN)) {
       for (;;) {
         const int fd = accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
-        if (fd < 0) break;
-        conns_.push_back(Conn{fd, false, 0, 0});
+        if (fd >= 0) {
+          conns_.push_back(Conn{fd, false, 0, 0, after});
+          continue;
+        }
+        if (errno == EMFILE || errno == ENFILE || errno == ENOMEM || errno == ENOBUFS) {
+          // Out of descriptors: stop polling the listener for a while
+          // instead of spinning on it; connectors wait in the backlog.
+          listen_paused_until = after + 100 * 1000 * 1000;
+          Log("warning: accept failed (" + std::string(std::strerror(errno)) +
+              "); pausing new connections for 100 ms");
+        }
+        break;
       }
     }
   }
@@ -412,6 +487,7 @@ void MonitorImpl::MarkInert() {
   }
   for (Conn& c : conns_) {
     if (c.fd >= 0) close(c.fd);
+    if (c.pidfd >= 0) close(c.pidfd);
   }
   // The monitor thread does not exist in the child; its handle is leaked.
   (void)thread_.release();
@@ -430,6 +506,7 @@ MonitorImpl::~MonitorImpl() {
   }
   for (Conn& c : conns_) {
     if (c.fd >= 0) close(c.fd);
+    if (c.pidfd >= 0) close(c.pidfd);
   }
   if (listen_fd_ >= 0) {
     close(listen_fd_);
