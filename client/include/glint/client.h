@@ -3,7 +3,8 @@
 // The glint client: build, seal, get, release and delete objects in a store
 // that another process (or an embedded Monitor) serves.
 //
-// Thread safety: a Client may be used from any number of threads at once.
+// Thread safety: a Client may be used from any number of threads at once
+// (not from signal handlers).
 // A Buffer or MutableBuffer is owned by one thread at a time (it is a
 // move-only handle), and may be released on any thread.
 //
@@ -14,7 +15,9 @@
 // Seal or Abort of an object someone waits for).
 //
 // Lifetime: every Buffer and MutableBuffer of a Client must be released or
-// destroyed before the Client is destroyed.
+// destroyed before the Client is destroyed. A process that closes the
+// Client's socket behind its back (closefrom) keeps its slot and references
+// until it exits.
 //
 // fork(): a Client belongs to the process that connected it. In a child of
 // fork() the inherited Client is inert: every call answers kNotConnected,
@@ -122,11 +125,13 @@ class MutableBuffer {
   Status Resize(int64_t new_size);
   // Makes the object immutable and visible to every client; wakes getters
   // waiting for it. Never blocks.
-  // Errors: kFailedPrecondition (already sealed, aborted or empty buffer).
+  // Errors: kFailedPrecondition (already sealed, aborted or empty buffer),
+  // kAborted (the monitor took this client for gone and aborted the build).
   Status Seal();
   // Discards the object and frees its memory; its id and name are free for
   // a new builder at once. Getters that saw it being built answer kAborted.
-  // Errors: kFailedPrecondition (sealed, already aborted or empty buffer).
+  // Errors: kFailedPrecondition (sealed, already aborted or empty buffer),
+  // kAborted (the monitor already aborted it).
   Status Abort();
 
  private:
