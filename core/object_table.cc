@@ -163,8 +163,9 @@ bool ObjectTable::NameMatches(uint32_t slot, uint64_t state,
   return LoadRelaxed(e->state) == state;
 }
 
-uint32_t ObjectTable::Find(const Key& k, const IdWords& id, ObjState want,
-                           uint64_t* state) const {
+template <typename StatePred>
+uint32_t ObjectTable::FindIf(const Key& k, const IdWords& id, StatePred pred,
+                             uint64_t* state) const {
   for (uint64_t b : k.bucket) {
     uint64_t m = MatchFingerprints(r_.obj_bucket(b), k.fp, false);
     while (m != 0) {
@@ -172,7 +173,7 @@ uint32_t ObjectTable::Find(const Key& k, const IdWords& id, ObjState want,
       m &= m - 1;
       const uint32_t slot = static_cast<uint32_t>(b * kSlotsPerBucket + i);
       const uint64_t s = LoadAcquire(r_.entry(slot)->state);
-      if (StateOf(s) == want && IdMatches(slot, s, id)) {
+      if (pred(StateOf(s)) && IdMatches(slot, s, id)) {
         *state = s;
         return slot;
       }
@@ -181,24 +182,19 @@ uint32_t ObjectTable::Find(const Key& k, const IdWords& id, ObjState want,
   return kNoSlot;
 }
 
+uint32_t ObjectTable::Find(const Key& k, const IdWords& id, ObjState want,
+                           uint64_t* state) const {
+  return FindIf(k, id, [want](ObjState st) { return st == want; }, state);
+}
+
 uint32_t ObjectTable::FindLive(const Key& k, const IdWords& id,
                                uint64_t* state) const {
-  for (uint64_t b : k.bucket) {
-    uint64_t m = MatchFingerprints(r_.obj_bucket(b), k.fp, false);
-    while (m != 0) {
-      const uint32_t i = std::countr_zero(m);
-      m &= m - 1;
-      const uint32_t slot = static_cast<uint32_t>(b * kSlotsPerBucket + i);
-      const uint64_t s = LoadAcquire(r_.entry(slot)->state);
-      const ObjState st = StateOf(s);
-      if ((st == kObjClaimed || st == kObjCreating || st == kObjSealed) &&
-          IdMatches(slot, s, id)) {
-        *state = s;
-        return slot;
-      }
-    }
-  }
-  return kNoSlot;
+  return FindIf(
+      k, id,
+      [](ObjState st) {
+        return st == kObjClaimed || st == kObjCreating || st == kObjSealed;
+      },
+      state);
 }
 
 uint32_t ObjectTable::FindByName(const Key& k, std::string_view name,

@@ -85,6 +85,9 @@ class ObjectTable {
  private:
   bool Claim(BucketHeader* (Region::*bucket)(uint64_t) const, const Key& k,
              uint32_t* slot);
+  template <typename StatePred>
+  uint32_t FindIf(const Key& k, const IdWords& id, StatePred pred,
+                  uint64_t* state) const;
   Region r_;
 };
 

@@ -172,13 +172,18 @@ Store::Verdict Store::Verify(const CreateArgs& a, uint32_t my_slot) {
 // bit (release), so the next claimer sees a clean entry.
 void Store::Unclaim(uint32_t slot, uint64_t gen) {
   ObjectEntry* e = r_.entry(slot);
+  ReleaseName(e);
+  StoreRelease(e->state, MakeState(gen, kObjEmpty));
+  table_.ReleaseObjectSlot(slot);
+}
+
+// The entry is ours (uncommitted, or won for freeing): its name slot goes.
+void Store::ReleaseName(ObjectEntry* e) {
   const uint32_t ns = LoadRelaxed(e->name_slot);
   if (ns != kNoSlot) {
     StoreRelaxed(e->name_slot, kNoSlot);
     table_.ReleaseNameSlot(ns);
   }
-  StoreRelease(e->state, MakeState(gen, kObjEmpty));
-  table_.ReleaseObjectSlot(slot);
 }
 
 void Store::SetPayload(uint32_t slot, uint64_t offset, uint64_t size) {
@@ -244,11 +249,7 @@ bool Store::Abort(uint32_t slot, uint64_t gen, uint64_t id_hash) {
   if (!CasSeqCst(e->state, expect, MakeState(gen, kObjFreeing))) return false;
   const uint64_t name_hash = NameHashOf(e);
   FreeBlocks(e);
-  const uint32_t ns = LoadRelaxed(e->name_slot);
-  if (ns != kNoSlot) {
-    StoreRelaxed(e->name_slot, kNoSlot);
-    table_.ReleaseNameSlot(ns);
-  }
+  ReleaseName(e);
   e->aborted_gens.fetch_or(1u << (gen % 32), std::memory_order_relaxed);
   StoreSeqCst(e->state, MakeState(gen, kObjAborted));
   table_.ReleaseObjectSlot(slot);
@@ -317,11 +318,7 @@ void Store::MaybeFree(uint32_t slot) {
 void Store::FreeEntry(uint32_t slot, uint64_t gen) {
   ObjectEntry* e = r_.entry(slot);
   FreeBlocks(e);
-  const uint32_t ns = LoadRelaxed(e->name_slot);
-  if (ns != kNoSlot) {
-    StoreRelaxed(e->name_slot, kNoSlot);
-    table_.ReleaseNameSlot(ns);
-  }
+  ReleaseName(e);
   StoreRelease(e->state, MakeState(gen, kObjEmpty));
   table_.ReleaseObjectSlot(slot);
 }

@@ -95,6 +95,7 @@ class Store {
   void FreeEntry(uint32_t slot, uint64_t gen);
   void FreeBlocks(ObjectEntry* e);
   void Unclaim(uint32_t slot, uint64_t gen);
+  void ReleaseName(ObjectEntry* e);
   uint64_t NameHashOf(const ObjectEntry* e) const;  // 0: no name
   bool ExistsCommitted(const CreateArgs& a) const;
   static constexpr size_t kMaxNameBytes = 255;
