@@ -202,23 +202,25 @@ bool Store::Seal(uint32_t slot, uint64_t gen, uint64_t id_hash) {
   ObjectEntry* e = r_.entry(slot);
   // The name's hash is taken while the entry is still ours: once SEALED, a
   // deleter may free and reuse it at any moment.
-  const uint64_t name_hash = NameHashOf(e);
+  uint64_t name_hash = 0;
+  const bool named = NameHashOf(e, &name_hash);
   StoreRelaxed(e->seal_tsc, os::ReadTsc());
   uint64_t expect = MakeState(gen, kObjCreating);
   if (!CasSeqCst(e->state, expect, MakeState(gen, kObjSealed))) return false;
   Wake(id_hash);
-  if (name_hash != 0) Wake(name_hash);
+  if (named) Wake(name_hash);
   return true;
 }
 
-uint64_t Store::NameHashOf(const ObjectEntry* e) const {
+bool Store::NameHashOf(const ObjectEntry* e, uint64_t* hash) const {
   const uint16_t len = LoadRelaxed(e->name_len);
-  if (len == 0) return 0;
+  if (len == 0) return false;
   char name[kMaxNameBytes];
   const auto* src = reinterpret_cast<const std::atomic<uint8_t>*>(
       r_.heap() + LoadRelaxed(e->info_offset));
   for (uint16_t i = 0; i < len; ++i) name[i] = static_cast<char>(LoadRelaxed(src[i]));
-  return NameHash(std::string_view(name, len)) | 1;  // never 0
+  *hash = NameHash(std::string_view(name, len));
+  return true;
 }
 
 void Store::Wake(uint64_t hash) {
@@ -247,14 +249,15 @@ bool Store::Abort(uint32_t slot, uint64_t gen, uint64_t id_hash) {
   // build before anything is freed.
   uint64_t expect = MakeState(gen, kObjCreating);
   if (!CasSeqCst(e->state, expect, MakeState(gen, kObjFreeing))) return false;
-  const uint64_t name_hash = NameHashOf(e);
+  uint64_t name_hash = 0;
+  const bool named = NameHashOf(e, &name_hash);
   FreeBlocks(e);
   ReleaseName(e);
   e->aborted_gens.fetch_or(1u << (gen % 32), std::memory_order_relaxed);
   StoreSeqCst(e->state, MakeState(gen, kObjAborted));
   table_.ReleaseObjectSlot(slot);
   Wake(id_hash);
-  if (name_hash != 0) Wake(name_hash);
+  if (named) Wake(name_hash);
   return true;
 }
 

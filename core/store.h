@@ -96,7 +96,8 @@ class Store {
   void FreeBlocks(ObjectEntry* e);
   void Unclaim(uint32_t slot, uint64_t gen);
   void ReleaseName(ObjectEntry* e);
-  uint64_t NameHashOf(const ObjectEntry* e) const;  // 0: no name
+  // The hash of the entry's name; false when it has none.
+  bool NameHashOf(const ObjectEntry* e, uint64_t* hash) const;
   bool ExistsCommitted(const CreateArgs& a) const;
   static constexpr size_t kMaxNameBytes = 255;
   enum class Verdict { kWin, kLose, kRetry };
