@@ -400,8 +400,17 @@ uint64_t Heap::LargestFree() const {
       zero_words = 0;
     }
   }
-  uint64_t best = best_pages * kPageSize;
-  // A partly used span serves its class even when no page is free.
+  // What Allocate can actually do with that: a page run serves only
+  // requests over 16 KiB (at least 5 pages); requests up to 16 KiB take a
+  // block of a size class, from a partly used span of that class or from a
+  // new span, which needs 16 free pages aligned to 16.
+  const uint64_t min_run_pages = kMaxSmallSize / kPageSize + 1;
+  uint64_t best = best_pages >= min_run_pages ? best_pages * kPageSize : 0;
+  for (uint64_t w = 0; w < h->page_bitmap_words && best < kMaxSmallSize; ++w) {
+    for (uint32_t g = 0; g < 4; ++g) {
+      if (((pb[w] >> (16 * g)) & 0xffff) == 0) best = std::max(best, kMaxSmallSize);
+    }
+  }
   for (uint64_t i = 0; i < h->num_spans; ++i) {
     const uint64_t s = LoadAcquire(r_.span(i)->state);
     if (SpanKindOf(s) != core::kSpanActive) continue;
