@@ -107,7 +107,7 @@ void WriteInfo(uint8_t* dst, uint64_t size, std::string_view name,
                const Metadata& md) {
   std::vector<uint8_t> buf(size, 0);
   uint8_t* p = buf.data();
-  std::memcpy(p, name.data(), name.size());
+  if (!name.empty()) std::memcpy(p, name.data(), name.size());
   uint64_t off = (name.size() + 3) / 4 * 4;
   const uint32_t count = static_cast<uint32_t>(md.size());
   std::memcpy(p + off, &count, 4);
