@@ -59,6 +59,9 @@ class MonitorImpl {
   bool inert_ = false;
   std::atomic<int> clients_{0};
   std::unique_ptr<std::thread> thread_;
+  // Held by the monitor thread while it changes its connections, and by a
+  // fork() around the fork, so a child never sees them half-changed.
+  std::mutex mu_;
 
  private:
   struct Conn {
@@ -98,13 +101,28 @@ std::once_flag g_atfork_once;
 
 void Register(MonitorImpl* m) {
   std::call_once(g_atfork_once, [] {
-    pthread_atfork([] { g_monitors_mu.lock(); }, [] { g_monitors_mu.unlock(); },
-                   [] {
-                     if (g_monitors != nullptr) {
-                       for (MonitorImpl* m : *g_monitors) m->MarkInert();
-                     }
-                     g_monitors_mu.unlock();
-                   });
+    pthread_atfork(
+        [] {
+          g_monitors_mu.lock();
+          if (g_monitors != nullptr) {
+            for (MonitorImpl* m : *g_monitors) m->mu_.lock();
+          }
+        },
+        [] {
+          if (g_monitors != nullptr) {
+            for (MonitorImpl* m : *g_monitors) m->mu_.unlock();
+          }
+          g_monitors_mu.unlock();
+        },
+        [] {
+          if (g_monitors != nullptr) {
+            for (MonitorImpl* m : *g_monitors) {
+              m->MarkInert();
+              m->mu_.unlock();
+            }
+          }
+          g_monitors_mu.unlock();
+        });
   });
   std::lock_guard<std::mutex> l(g_monitors_mu);
   if (g_monitors == nullptr) g_monitors = new std::set<MonitorImpl*>();
@@ -440,6 +458,8 @@ void MonitorImpl::Loop() {
     const int n = poll(fds.data(), fds.size(), timeout_ms);
     if (n < 0 && errno != EINTR) return;
     if (n > 0 && fds[0].revents != 0) return;  // shutdown
+    // Everything below changes conns_; a fork() waits for it (AtFork*).
+    std::lock_guard<std::mutex> lock(mu_);
     const int64_t after = os::MonotonicNanos();
     for (size_t i = 1; i < fds.size(); ++i) {
       Conn* c = owners[i];
