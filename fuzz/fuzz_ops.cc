@@ -108,9 +108,18 @@ struct Harness {
   }
 };
 
+Harness* g_harness = nullptr;
+
 Harness& H() {
-  static Harness* h = new Harness();
-  return *h;
+  if (g_harness == nullptr) {
+    g_harness = new Harness();
+    // Stop the store at exit, so its socket and region file go with us.
+    atexit([] {
+      delete g_harness;
+      g_harness = nullptr;
+    });
+  }
+  return *g_harness;
 }
 
 void RunOne(Input& in) {
