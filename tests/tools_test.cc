@@ -1,0 +1,375 @@
+// Copyright (c) glint authors.
+//
+// glintd and the glint tool, end to end, as a user runs them: real
+// processes, real signals, real files.
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <string>
+#include <thread>
+
+#include "glint/glint.h"
+#include "gtest/gtest.h"
+#include "tools/cli_util.h"
+
+#ifndef GLINTD_PATH
+#error "GLINTD_PATH must name the glintd binary"
+#endif
+#ifndef GLINT_TOOL_PATH
+#error "GLINT_TOOL_PATH must name the glint binary"
+#endif
+
+namespace {
+
+using glint::tools::ParseMode;
+using glint::tools::ParseSize;
+
+std::string TempPath(const std::string& tag) {
+  static int counter = 0;
+  return "/tmp/glint-tools-test-" + std::to_string(getpid()) + "-" + tag + "-" +
+         std::to_string(counter++);
+}
+
+bool Exists(const std::string& p) {
+  struct stat st;
+  return lstat(p.c_str(), &st) == 0;
+}
+
+// Runs a command through the shell; returns its exit status and output.
+int Shell(const std::string& cmd, std::string* out = nullptr) {
+  FILE* f = popen((cmd + " 2>&1").c_str(), "r");
+  if (f == nullptr) return -1;
+  std::string text;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof(buf), f)) > 0) text.append(buf, n);
+  const int st = pclose(f);
+  if (out != nullptr) *out = text;
+  return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+// The region file named in glintd's start line.
+std::string RegionFromLog(const std::string& log) {
+  const auto pos = log.find(" region ");
+  if (pos == std::string::npos) return "";
+  const auto end = log.find(' ', pos + 8);
+  return log.substr(pos + 8, end - pos - 8);
+}
+
+// A glintd child process with its stderr in a file.
+class Glintd {
+ public:
+  explicit Glintd(const std::string& args) : log_(TempPath("log")) {
+    socket_ = TempPath("sock");
+    pid_ = fork();
+    if (pid_ == 0) {
+      const int fd = open(log_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+      dup2(fd, 2);
+      const std::string cmd = std::string(GLINTD_PATH) + " --socket " + socket_ +
+                              " " + args;
+      execl("/bin/sh", "sh", "-c", ("exec " + cmd).c_str(), nullptr);
+      _exit(127);
+    }
+  }
+  ~Glintd() {
+    // SIGTERM, so that glintd removes its region; the region is also
+    // unlinked here in case a test killed glintd with SIGKILL.
+    const std::string region = RegionFromLog(Log());
+    if (pid_ > 0) {
+      kill(pid_, SIGTERM);
+      for (int i = 0; i < 200 && waitpid(pid_, nullptr, WNOHANG) == 0; ++i) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      }
+      kill(pid_, SIGKILL);
+      waitpid(pid_, nullptr, 0);
+    }
+    if (!region.empty()) unlink(region.c_str());
+    unlink(log_.c_str());
+    unlink(socket_.c_str());
+  }
+  // Waits until the socket exists (glintd is serving) or the process ended.
+  bool WaitServing() {
+    for (int i = 0; i < 1000; ++i) {
+      if (Exists(socket_)) return true;
+      int st;
+      if (waitpid(pid_, &st, WNOHANG) == pid_) {
+        pid_ = -1;
+        exit_status_ = WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+        return false;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return false;
+  }
+  int Stop(int sig) {
+    kill(pid_, sig);
+    int st = 0;
+    waitpid(pid_, &st, 0);
+    pid_ = -1;
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+  }
+  int WaitExit() {
+    int st = 0;
+    if (pid_ > 0) waitpid(pid_, &st, 0);
+    pid_ = -1;
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+  }
+  std::string Log() const {
+    std::ifstream in(log_);
+    return std::string((std::istreambuf_iterator<char>(in)),
+                       std::istreambuf_iterator<char>());
+  }
+  const std::string& socket() const { return socket_; }
+  int exit_status() const { return exit_status_; }
+
+ private:
+  std::string socket_;
+  std::string log_;
+  pid_t pid_ = -1;
+  int exit_status_ = -1;
+};
+
+TEST(CliUtil, ParseSizeTakesUnits) {
+  int64_t v = 0;
+  EXPECT_TRUE(ParseSize("4096", &v));
+  EXPECT_EQ(v, 4096);
+  EXPECT_TRUE(ParseSize("512MiB", &v));
+  EXPECT_EQ(v, int64_t{512} << 20);
+  EXPECT_TRUE(ParseSize("1GiB", &v));
+  EXPECT_EQ(v, int64_t{1} << 30);
+  EXPECT_TRUE(ParseSize("64k", &v));
+  EXPECT_EQ(v, 64 << 10);
+  EXPECT_TRUE(ParseSize("2 TiB", &v));
+  EXPECT_EQ(v, int64_t{2} << 40);
+  EXPECT_TRUE(ParseSize("3MB", &v));
+  EXPECT_EQ(v, 3 << 20);
+  for (const char* bad : {"", "abc", "-5", "12XB", "1.5GiB", "GiB",
+                          "99999999999999999999", "9000000TiB"}) {
+    EXPECT_FALSE(ParseSize(bad, &v)) << bad;
+  }
+}
+
+TEST(CliUtil, ParseModeIsOctal) {
+  uint32_t m = 0;
+  EXPECT_TRUE(ParseMode("0600", &m));
+  EXPECT_EQ(m, 0600u);
+  EXPECT_TRUE(ParseMode("666", &m));
+  EXPECT_EQ(m, 0666u);
+  EXPECT_FALSE(ParseMode("0800", &m));
+  EXPECT_FALSE(ParseMode("7777", &m));
+  EXPECT_FALSE(ParseMode("rw", &m));
+  EXPECT_FALSE(ParseMode("", &m));
+}
+
+TEST(Glintd, HelpDocumentsEveryFlag) {
+  std::string out;
+  ASSERT_EQ(Shell(std::string(GLINTD_PATH) + " --help", &out), 0);
+  for (const char* flag : {"--socket", "--capacity", "--max-objects", "--max-clients",
+                           "--mode", "--hugepages", "--no-prefault"}) {
+    EXPECT_NE(out.find(flag), std::string::npos) << flag;
+  }
+}
+
+TEST(Glintd, RejectsBadFlags) {
+  std::string out;
+  EXPECT_NE(Shell(std::string(GLINTD_PATH) + " --capacity 12XB --socket " +
+                    TempPath("x"), &out), 0);
+  EXPECT_NE(out.find("--capacity"), std::string::npos) << out;
+  EXPECT_NE(Shell(std::string(GLINTD_PATH) + " --capacity 1MiB --mode 999 --socket " +
+                    TempPath("x"), &out), 0);
+  EXPECT_NE(out.find("--mode"), std::string::npos) << out;
+  EXPECT_NE(Shell(std::string(GLINTD_PATH) + " --capacity 1MiB --max-clients 0 --socket " +
+                    TempPath("x"), &out), 0);
+  EXPECT_NE(out.find("max_clients"), std::string::npos) << out;
+  EXPECT_NE(Shell(std::string(GLINTD_PATH) + " --no-such-flag", &out), 0);
+}
+
+TEST(Glintd, ServesLogsAndCleansUpOnSigterm) {
+  Glintd d("--capacity 16MiB --mode 0640");
+  ASSERT_TRUE(d.WaitServing()) << d.Log();
+  const std::string region = RegionFromLog(d.Log());
+  ASSERT_FALSE(region.empty()) << d.Log();
+  struct stat st;
+  ASSERT_EQ(stat(region.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0640u);
+  ASSERT_EQ(stat(d.socket().c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0640u);
+  {
+    std::unique_ptr<glint::Client> c;
+    ASSERT_TRUE(glint::Client::Connect(d.socket(), &c).ok());
+  }
+  EXPECT_EQ(d.Stop(SIGTERM), 0);
+  EXPECT_FALSE(Exists(d.socket()));
+  EXPECT_FALSE(Exists(region));
+  const std::string log = d.Log();
+  EXPECT_NE(log.find("serving"), std::string::npos) << log;
+  EXPECT_NE(log.find("connected"), std::string::npos) << log;
+  EXPECT_NE(log.find("left"), std::string::npos) << log;
+}
+
+TEST(Glintd, SigintAlsoCleansUp) {
+  Glintd d("--capacity 4MiB");
+  ASSERT_TRUE(d.WaitServing()) << d.Log();
+  const std::string region = RegionFromLog(d.Log());
+  EXPECT_EQ(d.Stop(SIGINT), 0);
+  EXPECT_FALSE(Exists(d.socket()));
+  EXPECT_FALSE(Exists(region));
+}
+
+TEST(Glintd, SecondInstanceOnALiveSocketIsRefused) {
+  Glintd first("--capacity 4MiB");
+  ASSERT_TRUE(first.WaitServing()) << first.Log();
+  std::string out;
+  EXPECT_EQ(Shell(std::string(GLINTD_PATH) + " --capacity 4MiB --socket " +
+                    first.socket(), &out), 1);
+  EXPECT_NE(out.find("already serves"), std::string::npos) << out;
+  // The first store still works.
+  std::unique_ptr<glint::Client> c;
+  EXPECT_TRUE(glint::Client::Connect(first.socket(), &c).ok());
+}
+
+TEST(Glintd, TakesOverASocketLeftByADeadStore) {
+  Glintd dead("--capacity 4MiB");
+  ASSERT_TRUE(dead.WaitServing()) << dead.Log();
+  const std::string path = dead.socket();
+  dead.Stop(SIGKILL);  // leaves the socket file behind
+  ASSERT_TRUE(Exists(path));
+  pid_t p = fork();
+  if (p == 0) {
+    execl(GLINTD_PATH, GLINTD_PATH, "--socket", path.c_str(), "--capacity", "4MiB",
+          nullptr);
+    _exit(127);
+  }
+  bool connected = false;
+  for (int i = 0; i < 500 && !connected; ++i) {
+    std::unique_ptr<glint::Client> c;
+    connected = glint::Client::Connect(path, &c).ok();
+    if (!connected) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_TRUE(connected);
+  kill(p, SIGTERM);
+  int st;
+  waitpid(p, &st, 0);
+  EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+}
+
+TEST(Glintd, RefusesACapacityTheShmDirCannotHold) {
+  std::string out;
+  EXPECT_EQ(Shell(std::string(GLINTD_PATH) + " --capacity 15TiB --socket " +
+                    TempPath("big"), &out), 1);
+  EXPECT_NE(out.find("OutOfMemory"), std::string::npos) << out;
+}
+
+TEST(Glintd, MaxClientsTwo) {
+  Glintd d("--capacity 4MiB --max-clients 2");
+  ASSERT_TRUE(d.WaitServing()) << d.Log();
+  std::unique_ptr<glint::Client> a, b, c;
+  ASSERT_TRUE(glint::Client::Connect(d.socket(), &a).ok());
+  ASSERT_TRUE(glint::Client::Connect(d.socket(), &b).ok());
+  glint::Status s = glint::Client::Connect(d.socket(), &c);
+  EXPECT_EQ(s.code(), glint::StatusCode::kTooManyClients) << s.ToString();
+  EXPECT_NE(s.message().find(d.socket()), std::string::npos) << s.ToString();
+  a.reset();  // a slot frees once the monitor sees the socket close
+  bool ok = false;
+  for (int i = 0; i < 500 && !ok; ++i) {
+    ok = glint::Client::Connect(d.socket(), &c).ok();
+    if (!ok) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_TRUE(ok);
+}
+
+TEST(Glintd, NeverDiesOfAClientThatVanishesMidHandshake) {
+  Glintd d("--capacity 4MiB");
+  ASSERT_TRUE(d.WaitServing()) << d.Log();
+  // Connect, send half a hello, vanish; connect and vanish at once.
+  for (int i = 0; i < 50; ++i) {
+    const int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::strcpy(addr.sun_path, d.socket().c_str());
+    ASSERT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+    if (i % 2 == 0) (void)!write(fd, "GLN", 3);
+    close(fd);
+  }
+  std::unique_ptr<glint::Client> c;
+  glint::Status s = glint::Client::Connect(d.socket(), &c);
+  EXPECT_TRUE(s.ok()) << s.ToString() << "\n" << d.Log();
+}
+
+TEST(Glintd, RegionOfAnotherLayoutVersionIsIncompatible) {
+  Glintd d("--capacity 4MiB");
+  ASSERT_TRUE(d.WaitServing()) << d.Log();
+  const std::string region = RegionFromLog(d.Log());
+  const int fd = open(region.c_str(), O_RDWR);
+  ASSERT_GE(fd, 0);
+  const uint32_t other_version = 99;
+  ASSERT_EQ(pwrite(fd, &other_version, 4, 8), 4);  // layout_version
+  close(fd);
+  std::unique_ptr<glint::Client> c;
+  glint::Status s = glint::Client::Connect(d.socket(), &c);
+  EXPECT_EQ(s.code(), glint::StatusCode::kIncompatible) << s.ToString();
+  EXPECT_NE(s.message().find("99"), std::string::npos) << s.ToString();
+}
+
+TEST(GlintTool, PutLsStatGetRmEndToEnd) {
+  Glintd d("--capacity 16MiB");
+  ASSERT_TRUE(d.WaitServing()) << d.Log();
+  const std::string tool = GLINT_TOOL_PATH;
+  const std::string in = TempPath("in"), out = TempPath("out");
+  {
+    std::ofstream f(in, std::ios::binary);
+    for (int i = 0; i < 100000; ++i) f.put(static_cast<char>(i * 31 + 7));
+  }
+  const std::string id = "00112233445566778899aabbccddeeff";
+  std::string text;
+  ASSERT_EQ(Shell(tool + " put " + d.socket() + " " + id + " " + in +
+                    " --name my-data --meta format=raw --meta k=v", &text), 0) << text;
+  ASSERT_EQ(Shell(tool + " ls " + d.socket(), &text), 0) << text;
+  EXPECT_NE(text.find(id), std::string::npos) << text;
+  EXPECT_NE(text.find("my-data"), std::string::npos) << text;
+  EXPECT_NE(text.find("sealed"), std::string::npos) << text;
+  ASSERT_EQ(Shell(tool + " ls " + d.socket() + " --json", &text), 0) << text;
+  EXPECT_NE(text.find("\"size\":100000"), std::string::npos) << text;
+  EXPECT_NE(text.find("\"metadata_size\":11"), std::string::npos) << text;
+  ASSERT_EQ(Shell(tool + " stat " + d.socket() + " --json", &text), 0) << text;
+  EXPECT_NE(text.find("\"objects_sealed\":1"), std::string::npos) << text;
+  EXPECT_NE(text.find("\"capacity\":16777216"), std::string::npos) << text;
+  ASSERT_EQ(Shell(tool + " stat " + d.socket(), &text), 0) << text;
+  EXPECT_NE(text.find("16 MiB"), std::string::npos) << text;
+  ASSERT_EQ(Shell(tool + " get " + d.socket() + " --name my-data -o " + out, &text), 0)
+      << text;
+  EXPECT_EQ(Shell("cmp " + in + " " + out), 0);
+  ASSERT_EQ(Shell(tool + " get " + d.socket() + " " + id + " > " + out), 0);
+  EXPECT_EQ(Shell("cmp " + in + " " + out), 0);
+  ASSERT_EQ(Shell(tool + " rm " + d.socket() + " " + id, &text), 0) << text;
+  EXPECT_EQ(Shell(tool + " rm " + d.socket() + " " + id, &text), 1);
+  EXPECT_NE(text.find("NotFound"), std::string::npos) << text;
+  EXPECT_EQ(Shell(tool + " get " + d.socket() + " " + id, &text), 1);
+  EXPECT_NE(text.find("TimedOut"), std::string::npos) << text;
+  ASSERT_EQ(Shell(tool + " stat " + d.socket() + " --json", &text), 0) << text;
+  EXPECT_NE(text.find("\"bytes_in_use\":0"), std::string::npos) << text;
+  EXPECT_EQ(Shell(tool + " get " + d.socket() + " not-an-id", &text), 2);
+  EXPECT_EQ(Shell(tool + " ls /nonexistent/glint.sock", &text), 1);
+  EXPECT_NE(text.find("/nonexistent/glint.sock"), std::string::npos) << text;
+  unlink(in.c_str());
+  unlink(out.c_str());
+}
+
+TEST(GlintTool, DemoMovesEveryByteAndExitsZero) {
+  std::string text;
+  ASSERT_EQ(Shell(std::string(GLINT_TOOL_PATH) + " demo", &text), 0) << text;
+  EXPECT_NE(text.find("hand-off"), std::string::npos) << text;
+  EXPECT_NE(text.find("arrived intact"), std::string::npos) << text;
+}
+
+}  // namespace
