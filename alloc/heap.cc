@@ -141,11 +141,23 @@ bool Heap::AllocInSpan(uint64_t span_idx, uint32_t cls, uint64_t* offset) {
   }
 }
 
+// Where a block of class `cls` comes from, in order: the span this client
+// used last; a partly used span this client started; a new span of its own;
+// any partly used span. Clients thus keep to spans of their own (two clients
+// sharing one span fight over its state and bitmap lines: 3.5 M cycles/s
+// from two processes instead of 9.7 M), yet take others' room before
+// failing.
 bool Heap::AllocSmall(uint32_t cls, AllocHints* hints, uint64_t* offset) {
   const uint32_t cur = LoadRelaxed(hints->cur_span[cls]);
   if (cur != UINT32_MAX && AllocInSpan(cur, cls, offset)) return true;
+  return AllocFromHinted(cls, hints, /*own_only=*/true, offset) ||
+         NewSpan(cls, hints, offset) ||
+         AllocFromHinted(cls, hints, /*own_only=*/false, offset);
+}
 
-  // Spans of this class that may have room, from the hint bitmap.
+// Spans of this class that may have room, from the class's hint bitmap.
+bool Heap::AllocFromHinted(uint32_t cls, AllocHints* hints, bool own_only,
+                           uint64_t* offset) {
   const auto* h = r_.header();
   std::atomic<uint64_t>* hint = r_.class_hints(cls);
   for (uint64_t w = 0; w < h->class_hint_words; ++w) {
@@ -154,6 +166,7 @@ bool Heap::AllocSmall(uint32_t cls, AllocHints* hints, uint64_t* offset) {
       const uint32_t b = std::countr_zero(v);
       v &= v - 1;
       const uint64_t span_idx = w * 64 + b;
+      if (own_only && LoadRelaxed(r_.span(span_idx)->owner) != hints->owner) continue;
       if (AllocInSpan(span_idx, cls, offset)) {
         hints->cur_span[cls].store(static_cast<uint32_t>(span_idx),
                                    std::memory_order_relaxed);
@@ -169,7 +182,7 @@ bool Heap::AllocSmall(uint32_t cls, AllocHints* hints, uint64_t* offset) {
       }
     }
   }
-  return NewSpan(cls, hints, offset);
+  return false;
 }
 
 // Takes 16 aligned free pages by one CAS on their 16-bit group of the page
@@ -202,6 +215,7 @@ bool Heap::NewSpan(uint32_t cls, AllocHints* hints, uint64_t* offset) {
           sp->bits[k].store(init, std::memory_order_relaxed);
         }
         // Only we own a span whose pages we just took; its state is FREE.
+        sp->owner.store(hints->owner, std::memory_order_relaxed);
         sp->state.store(MakeSpanState(1, cls, core::kSpanActive),
                         std::memory_order_release);
         r_.class_hints(cls)[span_idx / 64].fetch_or(

@@ -38,6 +38,7 @@ uint64_t AllocSize(uint64_t size);
 // Process-local hints of one client (or one thread). They only say where to
 // look first; losing them loses nothing.
 struct AllocHints {
+  uint32_t owner = 0;  // the client slot these hints belong to
   std::atomic<uint32_t> cur_span[core::kNumSizeClasses];
   std::atomic<uint64_t> span_cursor{0};   // page-bitmap word to scan from
   std::atomic<uint64_t> large_cursor{~uint64_t{0}};  // scans downwards
@@ -68,6 +69,8 @@ class Heap {
 
  private:
   bool AllocSmall(uint32_t cls, AllocHints* hints, uint64_t* offset);
+  bool AllocFromHinted(uint32_t cls, AllocHints* hints, bool own_only,
+                       uint64_t* offset);
   bool AllocInSpan(uint64_t span, uint32_t cls, uint64_t* offset);
   bool NewSpan(uint32_t cls, AllocHints* hints, uint64_t* offset);
   void FreeSmall(uint64_t offset, uint32_t cls);

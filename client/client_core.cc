@@ -275,6 +275,7 @@ Status ClientCore::Attach(int region_fd, uint64_t region_size) {
     return Status::Corrupt("monitor gave a client slot beyond the table");
   }
   store_ = std::make_unique<core::Store>(region_);
+  hints_.owner = slot_;
   local_refs_bytes_ = region_.num_obj_slots() * sizeof(std::atomic<uint32_t>);
   void* refs = mmap(nullptr, local_refs_bytes_, PROT_READ | PROT_WRITE,
                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);

@@ -194,7 +194,11 @@ inline constexpr uint32_t SpanCountOf(uint64_t s) {
 inline constexpr uint32_t kSpanBitmapWords = kSpanSize / 64 / 64;  // 16
 struct alignas(64) SpanMeta {
   std::atomic<uint64_t> state;
-  uint64_t pad[7];
+  // The client slot that started the span: a hint that keeps clients on
+  // spans of their own (no shared cache lines on the allocation path).
+  std::atomic<uint32_t> owner;
+  uint32_t pad0;
+  uint64_t pad[6];
   std::atomic<uint64_t> bits[kSpanBitmapWords];  // 1: block taken
 };
 static_assert(sizeof(SpanMeta) == 192);
