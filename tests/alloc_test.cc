@@ -19,6 +19,7 @@
 
 #include "alloc/heap.h"
 #include "core/region.h"
+#include "tests/test_region.h"
 #include "tests/test_util.h"
 
 namespace glint::testing {
@@ -31,38 +32,6 @@ using alloc::Heap;
 using alloc::kMaxSmallSize;
 using alloc::SizeClassOf;
 
-// A region in an anonymous mapping, formatted as the monitor would.
-class TestRegion {
- public:
-  explicit TestRegion(uint64_t capacity, uint64_t max_objects = 1024,
-                      uint32_t max_clients = 4) {
-    core::LayoutParams p{capacity, max_objects, max_clients};
-    status_ = core::ComputeLayout(p, &layout_);
-    if (!status_.ok()) return;
-    size_ = layout_.region_size;
-    void* m = mmap(nullptr, size_, PROT_READ | PROT_WRITE,
-                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    if (m == MAP_FAILED) {
-      status_ = Status::IOError("mmap");
-      return;
-    }
-    base_ = static_cast<uint8_t*>(m);
-    core::Region::Format(base_, layout_);
-  }
-  ~TestRegion() {
-    if (base_ != nullptr) munmap(base_, size_);
-  }
-  const Status& status() const { return status_; }
-  core::Region region() const { return core::Region(base_, size_); }
-  uint8_t* heap_base() const { return region().heap(); }
-  uint64_t heap_size() const { return layout_.heap_size; }
-
- private:
-  Status status_;
-  core::RegionHeader layout_{};
-  uint8_t* base_ = nullptr;
-  uint64_t size_ = 0;
-};
 
 // Writes a pattern keyed by `off` into a block: every byte of small blocks,
 // and a sparse sample (plus the last bytes) of large ones.

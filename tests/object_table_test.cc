@@ -18,6 +18,7 @@
 
 #include "core/object_table.h"
 #include "core/region.h"
+#include "tests/test_region.h"
 #include "tests/test_util.h"
 
 namespace glint::testing {
@@ -29,39 +30,6 @@ using core::Key;
 using core::MakeKey;
 using core::NameHash;
 
-// A formatted region in an anonymous mapping.
-class TestRegion {
- public:
-  explicit TestRegion(uint64_t capacity, uint64_t max_objects = 1024,
-                      uint32_t max_clients = 4) {
-    core::LayoutParams p{capacity, max_objects, max_clients};
-    status_ = core::ComputeLayout(p, &layout_);
-    if (!status_.ok()) return;
-    size_ = layout_.region_size;
-    void* m = mmap(nullptr, size_, PROT_READ | PROT_WRITE,
-                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    if (m == MAP_FAILED) {
-      status_ = Status::IOError("mmap");
-      return;
-    }
-    base_ = static_cast<uint8_t*>(m);
-    core::Region::Format(base_, layout_);
-  }
-  ~TestRegion() {
-    if (base_ != nullptr) munmap(base_, size_);
-  }
-  const Status& status() const { return status_; }
-  core::Region region() const { return core::Region(base_, size_); }
-  uint8_t* base() const { return base_; }
-  uint64_t size() const { return size_; }
-  core::RegionHeader* header() const { return region().header(); }
-
- private:
-  Status status_;
-  core::RegionHeader layout_{};
-  uint8_t* base_ = nullptr;
-  uint64_t size_ = 0;
-};
 
 // ================================================================ hashing
 
