@@ -105,23 +105,26 @@ uint64_t InfoSize(std::string_view name, const Metadata& md) {
 
 void WriteInfo(uint8_t* dst, uint64_t size, std::string_view name,
                const Metadata& md) {
-  std::vector<uint8_t> buf(size, 0);
-  uint8_t* p = buf.data();
-  if (!name.empty()) std::memcpy(p, name.data(), name.size());
-  uint64_t off = (name.size() + 3) / 4 * 4;
+  // Straight into the region, no temporary: the create path stays free of
+  // heap allocations.
+  uint64_t off = 0;
+  auto put = [&](const void* p, size_t n) {
+    AtomicCopyIn(dst + off, p, n);
+    off += n;
+  };
+  static constexpr uint8_t kZeros[4] = {0, 0, 0, 0};
+  put(name.data(), name.size());
+  put(kZeros, (name.size() + 3) / 4 * 4 - name.size());
   const uint32_t count = static_cast<uint32_t>(md.size());
-  std::memcpy(p + off, &count, 4);
-  off += 4;
+  put(&count, 4);
   for (const auto& [k, v] : md) {
-    const uint32_t kl = static_cast<uint32_t>(k.size());
-    const uint32_t vl = static_cast<uint32_t>(v.size());
-    std::memcpy(p + off, &kl, 4);
-    std::memcpy(p + off + 4, &vl, 4);
-    std::memcpy(p + off + 8, k.data(), kl);
-    std::memcpy(p + off + 8 + kl, v.data(), vl);
-    off += 8 + uint64_t{kl} + vl;
+    const uint32_t lens[2] = {static_cast<uint32_t>(k.size()),
+                              static_cast<uint32_t>(v.size())};
+    put(lens, 8);
+    put(k.data(), k.size());
+    put(v.data(), v.size());
   }
-  AtomicCopyIn(dst, buf.data(), size);
+  (void)size;  // == off: InfoSize computed the same layout
 }
 
 // Walks the metadata of an info block of `size` bytes; calls fn(key, value
