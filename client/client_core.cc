@@ -442,13 +442,7 @@ Status ClientCore::BuildObject(const ObjectId& id, int64_t size,
   // makes the object visible to rivals). When the heap is full, a duplicate
   // id or name still answers AlreadyExists, the more useful of the two.
   auto out_of_memory = [&](const std::string& msg) {
-    uint64_t st;
-    const core::ObjectTable& t = store_->table();
-    const uint32_t live = t.FindLive(a.id_key, a.id, &st);
-    if ((live != kNoSlot && core::StateOf(st) != core::kObjClaimed) ||
-        (!name.empty() &&
-         (t.FindByName(a.name_key, name, core::kObjSealed, &st) != kNoSlot ||
-          t.FindByName(a.name_key, name, core::kObjCreating, &st) != kNoSlot))) {
+    if (store_->ExistsCommitted(a)) {
       return Status::AlreadyExists("an object with this id or name exists (id " +
                                    id.hex() + ")");
     }

@@ -83,6 +83,10 @@ class Store {
   // Wakes getters sleeping in the wait bucket of `hash`, if any.
   void Wake(uint64_t hash);
 
+  // True when a committed (being built or sealed) object has a.id or a.name.
+  // For error paths: lets a full store still answer AlreadyExists.
+  bool ExistsCommitted(const CreateArgs& a) const;
+
   // Counts by scanning the table: objects sealed and objects being built.
   void CountObjects(int64_t* sealed, int64_t* building) const;
 
@@ -98,7 +102,6 @@ class Store {
   void ReleaseName(ObjectEntry* e);
   // The hash of the entry's name; false when it has none.
   bool NameHashOf(const ObjectEntry* e, uint64_t* hash) const;
-  bool ExistsCommitted(const CreateArgs& a) const;
   static constexpr size_t kMaxNameBytes = 255;
   enum class Verdict { kWin, kLose, kRetry };
   Verdict Verify(const CreateArgs& a, uint32_t my_slot);
