@@ -97,16 +97,27 @@ class Glintd {
     unlink(log_.c_str());
     unlink(socket_.c_str());
   }
-  // Waits until the socket exists (glintd is serving) or the process ended.
+  // Waits until glintd logged its start line (its socket is bound and
+  // listening, and the region is named in the log) or the process ended.
+  // The socket file alone is not enough: it appears at bind(), before
+  // listen() and before the start line is written.
   bool WaitServing() {
     for (int i = 0; i < 1000; ++i) {
-      if (Exists(socket_)) return true;
+      if (Log().find("serving ") != std::string::npos) return true;
       int st;
       if (waitpid(pid_, &st, WNOHANG) == pid_) {
         pid_ = -1;
         exit_status_ = WIFEXITED(st) ? WEXITSTATUS(st) : 128;
         return false;
       }
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return false;
+  }
+  // Waits up to 5 s for `text` to appear in the log.
+  bool WaitLog(const std::string& text) {
+    for (int i = 0; i < 500; ++i) {
+      if (Log().find(text) != std::string::npos) return true;
       std::this_thread::sleep_for(std::chrono::milliseconds(10));
     }
     return false;
@@ -208,6 +219,8 @@ TEST(Glintd, ServesLogsAndCleansUpOnSigterm) {
     std::unique_ptr<glint::Client> c;
     ASSERT_TRUE(glint::Client::Connect(d.socket(), &c).ok());
   }
+  // The monitor logs the departure when it handles the Bye, asynchronously.
+  EXPECT_TRUE(d.WaitLog(" left ")) << d.Log();
   EXPECT_EQ(d.Stop(SIGTERM), 0);
   EXPECT_FALSE(Exists(d.socket()));
   EXPECT_FALSE(Exists(region));
