@@ -237,6 +237,10 @@ double ReplayMimalloc(const Pattern& p) {
 void Run(const char* name, const Pattern& p, int reps) {
   std::vector<double> g, m;
   GlintRun last{};
+  // A warm-up replay of each, untimed: mimalloc's first pass pays for
+  // getting its memory from the kernel (page faults on its in-band free
+  // lists); glint's region is mapped fresh for every replay anyway.
+  ReplayMimalloc(p);
   for (int r = 0; r < reps; ++r) {  // interleaved, so noise hits both
     last = ReplayGlint(p);
     g.push_back(double(p.ops.size()) / last.seconds);

@@ -7,6 +7,8 @@
 //
 //   R <workload> <system> <param> <median> <p99>
 //
+//   floor_timer   floor  0     two back-to-back clock reads (included in
+//                              every per-operation time below), ns
 //   floor_line    floor  0     cross-core cache-line round trip, ns
 //   floor_futex   floor  0     futex wake-up round trip, ns
 //   memcpy        floor  size  one memcpy of `size` bytes into warm shared
@@ -172,6 +174,20 @@ void FloorFutex(const Options& o) {
   });
   const bool ok = WaitChild(a, "floor_futex") & WaitChild(b, "floor_futex");
   if (ok) ReportSamples("floor_futex", "floor", 0, {out, out + n});
+}
+
+// What the clock read around every timed operation costs (two reads).
+void FloorTimer(const Options& o) {
+  const pid_t a = ForkChild(0, [&] {
+    std::vector<double> v;
+    for (uint64_t i = 0; i < o.Scale(100000); ++i) {
+      const int64_t t0 = NowNs();
+      v.push_back(double(NowNs() - t0));
+    }
+    ReportSamples("floor_timer", "floor", 0, v);
+    return 0;
+  });
+  WaitChild(a, "floor_timer");
 }
 
 void FloorMemcpy(const Options& o) {
@@ -449,6 +465,7 @@ int Main(int argc, char** argv) {
   }
 
   if (o.Wants("floor")) {
+    FloorTimer(o);
     FloorCacheLine(o);
     FloorFutex(o);
     FloorMemcpy(o);
