@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <liburing.h>
 #include <poll.h>
 #include <pthread.h>
 #include <sys/eventfd.h>
@@ -22,12 +23,13 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
-#include <list>
 #include <mutex>
 #include <set>
 #include <thread>
-#include <vector>
+#include <unordered_map>
 
 #include "core/atomics.h"
 #include "core/object_table.h"
@@ -45,7 +47,7 @@ class MonitorImpl {
   ~MonitorImpl();
   Status Init(const StoreOptions& options);
 
-  // In a child of fork(): forget the parent's sockets and thread.
+  // In a child of fork(): forget the parent's sockets, ring and thread.
   void MarkInert();
 
   StoreOptions options_;
@@ -57,39 +59,72 @@ class MonitorImpl {
   uint64_t size_ = 0;
   pid_t owner_pid_ = 0;
   bool inert_ = false;
+  bool ring_ready_ = false;
   std::atomic<int> clients_{0};
   std::unique_ptr<std::thread> thread_;
-  // Held by the monitor thread while it changes its connections, and by a
-  // fork() around the fork, so a child never sees them half-changed.
+  // Held by the monitor thread while it changes its connections and its
+  // ring, and by a fork() around the fork, so a child never sees them
+  // half-changed.
   std::mutex mu_;
 
  private:
+  // What a completion is about: the low 4 bits of its user_data. The bits
+  // above are the id of the connection it concerns (0: none). Ids are never
+  // reused, so a late completion for a connection that is gone finds no one.
+  enum Op : uint64_t {
+    kOpWake = 0,         // poll of wake_fd_: stop
+    kOpAccept = 1,       // accept on listen_fd_
+    kOpAcceptPause = 2,  // timer: accept again after running out of fds
+    kOpSocket = 3,       // poll of a client's socket
+    kOpPidfd = 4,        // poll of a client's pidfd: the process exited
+    kOpHelloTimer = 5,   // timer: a connection's Hello deadline
+    kOpCancel = 6,       // a cancellation's own completion (ignored)
+  };
+  static constexpr uint64_t kOpBits = 4;
+  static uint64_t Tag(uint64_t id, Op op) { return (id << kOpBits) | op; }
+
   struct Conn {
-    int fd;             // the client's socket, or -1 once it closed
-    bool registered;    // holds a client slot
-    uint32_t slot;
-    pid_t pid;
-    int64_t accepted_ns;  // when accept() returned (Hello deadline)
+    uint64_t id = 0;
+    int fd = -1;     // the client's socket; -1 once it closed
+    int pidfd = -1;  // the client process, opened when its Hello is accepted
+    bool registered = false;  // holds a client slot
     bool said_bye = false;
-    int pidfd = -1;     // watched once the socket closed without a Bye
+    bool gone = false;        // left; erased after this batch
+    bool fd_polled = false;   // a poll of fd is in the ring
+    bool pidfd_polled = false;
+    uint32_t slot = 0;
+    pid_t pid = 0;
   };
   Status CreateRegion();
   void RequestHugepages();
   Status CreateSocket();
+  Status CreateRing();
   void Loop();
+  void Dispatch(uint64_t user_data, int32_t res);
+  void OnAccept(int32_t res);
   void OnHello(Conn* c);
   void OnClientReadable(Conn* c);
-  void Leave(Conn* c);
+  void Leave(Conn* c, const char* why);
   void Reply(int fd, StatusCode code, const std::string& msg, uint32_t slot,
              uint64_t serial, bool send_fd);
+
+  // Ring submissions. Sqe() never returns null: it submits when the
+  // submission queue is full.
+  io_uring_sqe* Sqe();
+  void PollFd(int fd, uint64_t user_data);
+  void Timer(__kernel_timespec* ts, uint64_t user_data);
+  void ArmAccept();
+  void ArmSocket(Conn* c);
+  void ArmPidfd(Conn* c);
+  void Cancel(uint64_t user_data);
 
   void Log(const std::string& line) {
     if (options_.log) options_.log(line);
   }
 
-  static constexpr uint32_t kGone = 0xffffffffu;  // Conn::slot once left
-  static constexpr int64_t kHelloTimeoutNs = 1000 * 1000 * 1000;
-  std::list<Conn> conns_;  // stable addresses: poll() bookkeeping points in
+  io_uring ring_{};
+  std::unordered_map<uint64_t, Conn> conns_;
+  uint64_t next_conn_id_ = 1;
   std::unique_ptr<core::Store> store_;
 };
 
@@ -132,6 +167,88 @@ void Register(MonitorImpl* m) {
 void Unregister(MonitorImpl* m) {
   std::lock_guard<std::mutex> l(g_monitors_mu);
   if (g_monitors != nullptr) g_monitors->erase(m);
+}
+
+// Relative timeouts of the ring's timers. The kernel reads them when the
+// request is submitted.
+__kernel_timespec g_hello_timeout{1, 0};                 // a Hello's deadline
+__kernel_timespec g_accept_pause{0, 100 * 1000 * 1000};  // out of fds
+
+// SO_PEERPIDFD (Linux 6.5): a pidfd of the process that connected, with no
+// window for its pid to be reused. Older headers lack the constant.
+#ifndef SO_PEERPIDFD
+#define SO_PEERPIDFD 77
+#endif
+
+// A pidfd of the socket's peer process `pid`, or -1 with errno (ESRCH: it is
+// gone). Asks the socket first (no pid-reuse race), then pidfd_open.
+int OpenPeerPidfd(int sock, pid_t pid) {
+  int pidfd = -1;
+  socklen_t len = sizeof(pidfd);
+  if (getsockopt(sock, SOL_SOCKET, SO_PEERPIDFD, &pidfd, &len) == 0 &&
+      pidfd >= 0) {
+    return pidfd;
+  }
+  if (errno == ESRCH) return -1;
+  return static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
+}
+
+// Field 22 of /proc/PID/stat: the process's start time in clock ticks since
+// boot; 0 when it cannot be read (the process is gone). Read once per
+// registration, so that a restarted monitor can tell the client from a
+// process that reused its pid.
+uint64_t ProcessStartTime(pid_t pid) {
+  char path[64];
+  snprintf(path, sizeof(path), "/proc/%d/stat", static_cast<int>(pid));
+  const int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return 0;
+  char buf[1024];
+  const ssize_t n = read(fd, buf, sizeof(buf) - 1);
+  close(fd);
+  if (n <= 0) return 0;
+  buf[n] = 0;
+  // The command name (field 2) may hold spaces and parentheses: fields are
+  // counted from its last ')'. Field 3 follows it.
+  const char* p = strrchr(buf, ')');
+  if (p == nullptr) return 0;
+  ++p;
+  for (int field = 3; field <= 22; ++field) {
+    while (*p == ' ') ++p;
+    if (*p == 0) return 0;
+    if (field == 22) return strtoull(p, nullptr, 10);
+    while (*p != ' ' && *p != 0) ++p;
+  }
+  return 0;
+}
+
+// Whether a live process listens on the unix socket at `path`. A connect()
+// alone can succeed for a moment after the listener died: the kernel tears
+// its io_uring down asynchronously, and the pending accept holds the
+// listening socket open until then. So the listener (SO_PEERCRED of a
+// connected socket names the process that called listen()) must also live.
+bool SocketServedByLiveProcess(const std::string& path) {
+  const int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (probe < 0) return false;
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+  bool live = connect(probe, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0;
+  if (live) {
+    ucred cred{};
+    socklen_t len = sizeof(cred);
+    if (getsockopt(probe, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0 && cred.pid > 0) {
+      const int pidfd = OpenPeerPidfd(probe, cred.pid);
+      if (pidfd < 0) {
+        live = errno != ESRCH;
+      } else {
+        pollfd p{pidfd, POLLIN, 0};
+        live = poll(&p, 1, 0) == 0;  // readable: the listener exited
+        close(pidfd);
+      }
+    }
+  }
+  close(probe);
+  return live;
 }
 
 std::string AbsolutePath(const std::string& p) {
@@ -180,14 +297,7 @@ Status MonitorImpl::Init(const StoreOptions& o) {
                                    " exists and is not a socket; refusing to "
                                    "replace it");
     }
-    int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_un addr{};
-    addr.sun_family = AF_UNIX;
-    std::memcpy(addr.sun_path, o.socket_path.c_str(), o.socket_path.size() + 1);
-    const bool live =
-        probe >= 0 && connect(probe, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0;
-    if (probe >= 0) close(probe);
-    if (live) {
+    if (SocketServedByLiveProcess(o.socket_path)) {
       return Status::AlreadyExists("a live glint store already serves " +
                                    o.socket_path);
     }
@@ -200,6 +310,8 @@ Status MonitorImpl::Init(const StoreOptions& o) {
   if (!s.ok()) return s;
   wake_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   if (wake_fd_ < 0) return os::ErrnoStatus(errno, "eventfd for", o.socket_path);
+  s = CreateRing();
+  if (!s.ok()) return s;
   Register(this);
   thread_ = std::make_unique<std::thread>([this] { Loop(); });
   return Status::OK();
@@ -281,7 +393,8 @@ void MonitorImpl::RequestHugepages() {
 }
 
 Status MonitorImpl::CreateSocket() {
-  listen_fd_ = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  // Blocking: only the ring accepts on it, and it waits without a thread.
+  listen_fd_ = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (listen_fd_ < 0) return os::ErrnoStatus(errno, "socket", options_.socket_path);
   sockaddr_un addr{};
   addr.sun_family = AF_UNIX;
@@ -331,13 +444,16 @@ void MonitorImpl::OnHello(Conn* c) {
   core::Hello h{};
   const ssize_t n = recv(c->fd, &h, sizeof(h), MSG_DONTWAIT);
   if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
-    Leave(c);
+    Leave(c, "");
     return;
   }
-  if (n < 0) return;
+  if (n < 0) {
+    ArmSocket(c);
+    return;
+  }
   if (n != sizeof(h) || h.magic != core::kHelloMagic) {
     Reply(c->fd, StatusCode::kNotConnected, "not a glint hello", 0, 0, false);
-    Leave(c);
+    Leave(c, "");
     return;
   }
   if (h.protocol_version != core::kProtocolVersion ||
@@ -349,54 +465,86 @@ void MonitorImpl::OnHello(Conn* c) {
               std::to_string(core::kProtocolVersion) + " / layout " +
               std::to_string(core::kLayoutVersion),
           0, 0, false);
-    Leave(c);
+    Leave(c, "");
     return;
   }
+  // Who is it? Its pidfd is opened now, before it gets a slot: the socket
+  // alone would hide its death from us if a child inherited the socket.
+  ucred cred{};
+  socklen_t len = sizeof(cred);
+  if (getsockopt(c->fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0 ||
+      cred.pid <= 0) {
+    Reply(c->fd, StatusCode::kIOError,
+          "the monitor cannot tell which process connected", 0, 0, false);
+    Leave(c, "");
+    return;
+  }
+  const int pidfd = OpenPeerPidfd(c->fd, cred.pid);
+  if (pidfd < 0) {
+    const int err = errno;
+    if (err != ESRCH) {
+      Reply(c->fd, StatusCode::kIOError,
+            std::string("the monitor cannot watch this process (pidfd: ") +
+                std::strerror(err) + ")",
+            0, 0, false);
+      Log("refused a client (pid " + std::to_string(cred.pid) +
+          "): no pidfd: " + std::strerror(err));
+    }
+    Leave(c, "");  // ESRCH: it is gone already
+    return;
+  }
+  const uint64_t start_time = ProcessStartTime(cred.pid);
   const core::Region r(base_, size_);
   core::RegionHeader* hdr = r.header();
   for (uint32_t i = 0; i < hdr->max_clients; ++i) {
     core::ClientSlot* cs = r.client(i);
     if (core::LoadAcquire(cs->state) != core::kClientFree) continue;
     const uint64_t serial = hdr->next_client_serial.fetch_add(1);
-    ucred cred{};
-    socklen_t len = sizeof(cred);
-    getsockopt(c->fd, SOL_SOCKET, SO_PEERCRED, &cred, &len);
     core::StoreRelaxed(cs->pid, static_cast<uint32_t>(cred.pid));
+    core::StoreRelaxed(cs->pid_start_time, start_time);
     core::StoreRelaxed(cs->serial, serial);
     core::StoreRelease(cs->state, static_cast<uint32_t>(core::kClientActive));
     c->registered = true;
     c->slot = i;
     c->pid = cred.pid;
+    c->pidfd = pidfd;
     clients_.fetch_add(1);
     Reply(c->fd, StatusCode::kOk, "", i, serial, true);
     Log("client " + std::to_string(i) + " connected (pid " +
         std::to_string(cred.pid) + ", serial " + std::to_string(serial) + ")");
+    ArmPidfd(c);
+    ArmSocket(c);  // for its Bye and its hang-up
     return;
   }
+  close(pidfd);
   Reply(c->fd, StatusCode::kTooManyClients,
         "all " + std::to_string(hdr->max_clients) + " client slots are taken",
         0, 0, false);
   Log("refused a client: all " + std::to_string(hdr->max_clients) +
       " client slots are taken");
-  Leave(c);
+  Leave(c, "");
 }
 
-// A client is gone: release what it held, free its slot, forget it.
-void MonitorImpl::Leave(Conn* c) {
-  if (c->pidfd >= 0) {
-    close(c->pidfd);
-    c->pidfd = -1;
-  }
+// A client is gone: release what it held, free its slot, forget it. `why`
+// completes the log line ("" or ", ...").
+void MonitorImpl::Leave(Conn* c, const char* why) {
+  // A poll in the ring holds its file open: cancel it, or closing our
+  // descriptor would not close the socket.
+  if (c->fd_polled) Cancel(Tag(c->id, kOpSocket));
+  if (c->pidfd_polled) Cancel(Tag(c->id, kOpPidfd));
+  c->fd_polled = c->pidfd_polled = false;
+  if (c->pidfd >= 0) close(c->pidfd);
+  c->pidfd = -1;
   if (c->registered) {
     ReleaseClientSlot(store_.get(), c->slot);
     c->registered = false;
     clients_.fetch_sub(1);
     Log("client " + std::to_string(c->slot) + " left (pid " +
-        std::to_string(c->pid) + ")");
+        std::to_string(c->pid) + why + ")");
   }
   if (c->fd >= 0) close(c->fd);
   c->fd = -1;
-  c->slot = kGone;
+  c->gone = true;
 }
 
 void MonitorImpl::OnClientReadable(Conn* c) {
@@ -406,96 +554,174 @@ void MonitorImpl::OnClientReadable(Conn* c) {
     for (ssize_t i = 0; i + 4 <= r; i += 4) {
       if (words[i / 4] == core::kByeMagic) c->said_bye = true;
     }
+    ArmSocket(c);
     return;
   }
-  if (r < 0 && (errno == EAGAIN || errno == EINTR)) return;
+  if (r < 0 && (errno == EAGAIN || errno == EINTR)) {
+    ArmSocket(c);
+    return;
+  }
   // The socket closed. After a Bye the client already released everything:
   // free the slot now. Without one, the process may still run (it closed
-  // its descriptors, or exits normally and is still on its way out): watch
-  // its pidfd, and release it only once the kernel says it is gone.
-  if (c->said_bye) {
-    Leave(c);
+  // its descriptors, or exits normally and is still on its way out): its
+  // pidfd, watched since registration, says when it is gone.
+  if (c->said_bye || c->pidfd < 0) {
+    Leave(c, "");
     return;
   }
   close(c->fd);
   c->fd = -1;
-  c->pidfd = static_cast<int>(syscall(SYS_pidfd_open, c->pid, 0));
-  if (c->pidfd < 0) {
-    Leave(c);  // ESRCH: already gone (or pidfds unsupported: assume gone)
+}
+
+io_uring_sqe* MonitorImpl::Sqe() {
+  for (;;) {
+    io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
+    if (sqe != nullptr) return sqe;
+    // Full: hand what is queued to the kernel. The loop submits after every
+    // batch, so this is rare.
+    const int r = io_uring_submit(&ring_);
+    if (r < 0 && r != -EINTR && r != -EAGAIN && r != -EBUSY) {
+      Log(std::string("warning: io_uring_submit: ") + std::strerror(-r));
+    }
+  }
+}
+
+void MonitorImpl::PollFd(int fd, uint64_t user_data) {
+  io_uring_sqe* sqe = Sqe();
+  io_uring_prep_poll_add(sqe, fd, POLLIN);
+  io_uring_sqe_set_data64(sqe, user_data);
+}
+
+void MonitorImpl::Timer(__kernel_timespec* ts, uint64_t user_data) {
+  io_uring_sqe* sqe = Sqe();
+  io_uring_prep_timeout(sqe, ts, 0, 0);
+  io_uring_sqe_set_data64(sqe, user_data);
+}
+
+void MonitorImpl::ArmAccept() {
+  io_uring_sqe* sqe = Sqe();
+  io_uring_prep_accept(sqe, listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
+  io_uring_sqe_set_data64(sqe, Tag(0, kOpAccept));
+}
+
+void MonitorImpl::ArmSocket(Conn* c) {
+  if (c->fd < 0 || c->fd_polled) return;
+  PollFd(c->fd, Tag(c->id, kOpSocket));
+  c->fd_polled = true;
+}
+
+void MonitorImpl::ArmPidfd(Conn* c) {
+  if (c->pidfd < 0 || c->pidfd_polled) return;
+  PollFd(c->pidfd, Tag(c->id, kOpPidfd));
+  c->pidfd_polled = true;
+}
+
+void MonitorImpl::Cancel(uint64_t user_data) {
+  io_uring_sqe* sqe = Sqe();
+  io_uring_prep_poll_remove(sqe, user_data);
+  io_uring_sqe_set_data64(sqe, Tag(0, kOpCancel));
+}
+
+void MonitorImpl::OnAccept(int32_t res) {
+  if (res >= 0) {
+    const uint64_t id = next_conn_id_++;
+    Conn& c = conns_[id];
+    c.id = id;
+    c.fd = res;
+    ArmSocket(&c);
+    Timer(&g_hello_timeout, Tag(id, kOpHelloTimer));
+    ArmAccept();
     return;
   }
-  pollfd p{c->pidfd, POLLIN, 0};
-  if (poll(&p, 1, 0) == 1) Leave(c);
+  const int err = -res;
+  if (err == ECONNABORTED || err == EINTR || err == EAGAIN) {
+    ArmAccept();
+    return;
+  }
+  // Out of descriptors (or another failure that may repeat): stop accepting
+  // for a while instead of spinning; connectors wait in the backlog.
+  Log("warning: accept failed (" + std::string(std::strerror(err)) +
+      "); pausing new connections for 100 ms");
+  Timer(&g_accept_pause, Tag(0, kOpAcceptPause));
+}
+
+void MonitorImpl::Dispatch(uint64_t user_data, int32_t res) {
+  const Op op = static_cast<Op>(user_data & ((1u << kOpBits) - 1));
+  const uint64_t id = user_data >> kOpBits;
+  switch (op) {
+    case kOpAccept:
+      OnAccept(res);
+      return;
+    case kOpAcceptPause:
+      ArmAccept();
+      return;
+    case kOpWake:
+    case kOpCancel:
+      return;
+    default:
+      break;
+  }
+  auto it = conns_.find(id);
+  if (it == conns_.end() || it->second.gone) return;  // a late completion
+  Conn* c = &it->second;
+  if (op == kOpSocket) {
+    c->fd_polled = false;
+    if (res == -ECANCELED || c->fd < 0) return;
+    if (!c->registered) {
+      OnHello(c);
+    } else {
+      OnClientReadable(c);
+    }
+  } else if (op == kOpPidfd) {
+    c->pidfd_polled = false;
+    if (res == -ECANCELED) return;
+    // The process exited (or its pidfd failed, which we cannot watch
+    // again): whatever it left is ours to release.
+    Leave(c, c->said_bye ? "" : ", exited without a Bye; recovered");
+  } else if (op == kOpHelloTimer) {
+    if (!c->registered) Leave(c, "");  // connected but never said Hello
+  }
 }
 
 void MonitorImpl::Loop() {
-  std::vector<pollfd> fds;
-  std::vector<Conn*> owners;  // owners[i]: the connection of fds[i], if any
-  int64_t listen_paused_until = 0;
-  for (;;) {
-    const int64_t now = os::MonotonicNanos();
-    fds.clear();
-    owners.clear();
-    fds.push_back({wake_fd_, POLLIN, 0});
-    owners.push_back(nullptr);
-    const bool listening = now >= listen_paused_until;
-    if (listening) {
-      fds.push_back({listen_fd_, POLLIN, 0});
-      owners.push_back(nullptr);
-    }
-    bool pending = false;
-    for (Conn& c : conns_) {
-      if (c.fd >= 0) {
-        fds.push_back({c.fd, POLLIN, 0});
-      } else {
-        fds.push_back({c.pidfd, POLLIN, 0});
-      }
-      owners.push_back(&c);
-      pending |= !c.registered;
-    }
-    // Wake up now and then only when a deadline is pending.
-    const int timeout_ms = (pending || !listening) ? 100 : -1;
-    const int n = poll(fds.data(), fds.size(), timeout_ms);
-    if (n < 0 && errno != EINTR) return;
-    if (n > 0 && fds[0].revents != 0) return;  // shutdown
-    // Everything below changes conns_; a fork() waits for it (AtFork*).
+  {
     std::lock_guard<std::mutex> lock(mu_);
-    const int64_t after = os::MonotonicNanos();
-    for (size_t i = 1; i < fds.size(); ++i) {
-      Conn* c = owners[i];
-      if (c == nullptr || c->slot == kGone) continue;
-      if (!c->registered) {
-        if (fds[i].revents != 0) {
-          OnHello(c);
-        } else if (after - c->accepted_ns > kHelloTimeoutNs) {
-          Leave(c);  // connected but never said Hello
-        }
-      } else if (fds[i].revents != 0) {
-        if (c->fd >= 0) {
-          OnClientReadable(c);
-        } else {
-          Leave(c);  // its pidfd: the process exited
-        }
-      }
+    PollFd(wake_fd_, Tag(0, kOpWake));
+    ArmAccept();
+    for (auto& [id, c] : conns_) {
+      ArmSocket(&c);
+      ArmPidfd(&c);
     }
-    conns_.remove_if([](const Conn& c) { return c.slot == kGone; });
-    if (listening && n > 0 && (fds[1].revents & POLLIN)) {
-      for (;;) {
-        const int fd = accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
-        if (fd >= 0) {
-          conns_.push_back(Conn{fd, false, 0, 0, after});
-          continue;
-        }
-        if (errno == EMFILE || errno == ENFILE || errno == ENOMEM || errno == ENOBUFS) {
-          // Out of descriptors: stop polling the listener for a while
-          // instead of spinning on it; connectors wait in the backlog.
-          listen_paused_until = after + 100 * 1000 * 1000;
-          Log("warning: accept failed (" + std::string(std::strerror(errno)) +
-              "); pausing new connections for 100 ms");
-        }
-        break;
-      }
+    io_uring_submit(&ring_);
+  }
+  struct Event {
+    uint64_t user_data;
+    int32_t res;
+  };
+  Event events[128];
+  for (;;) {
+    io_uring_cqe* cqe = nullptr;
+    const int w = io_uring_wait_cqe(&ring_, &cqe);
+    if (w == -EINTR) continue;
+    if (w < 0) {
+      Log(std::string("error: the monitor's ring failed: ") + std::strerror(-w));
+      return;
     }
+    // Everything below changes conns_ and the ring; a fork() waits for it.
+    std::lock_guard<std::mutex> lock(mu_);
+    unsigned head;
+    unsigned n = 0;
+    io_uring_for_each_cqe(&ring_, head, cqe) {
+      if (n == sizeof(events) / sizeof(events[0])) break;
+      events[n++] = {io_uring_cqe_get_data64(cqe), cqe->res};
+    }
+    io_uring_cq_advance(&ring_, n);
+    for (unsigned i = 0; i < n; ++i) {
+      if (events[i].user_data == Tag(0, kOpWake)) return;  // shutdown
+      Dispatch(events[i].user_data, events[i].res);
+    }
+    std::erase_if(conns_, [](const auto& kv) { return kv.second.gone; });
+    io_uring_submit(&ring_);
   }
 }
 
@@ -505,10 +731,14 @@ void MonitorImpl::MarkInert() {
     if (*fd >= 0) close(*fd);
     *fd = -1;
   }
-  for (Conn& c : conns_) {
+  for (auto& [id, c] : conns_) {
     if (c.fd >= 0) close(c.fd);
     if (c.pidfd >= 0) close(c.pidfd);
   }
+  conns_.clear();
+  // The ring stays the parent's: drop our mapping and descriptor only.
+  if (ring_ready_) io_uring_queue_exit(&ring_);
+  ring_ready_ = false;
   // The monitor thread does not exist in the child; its handle is leaked.
   (void)thread_.release();
 }
@@ -524,7 +754,10 @@ MonitorImpl::~MonitorImpl() {
     (void)!write(wake_fd_, &one, sizeof(one));
     thread_->join();
   }
-  for (Conn& c : conns_) {
+  // Tearing the ring down cancels what is in flight and lets go of the
+  // files its requests held.
+  if (ring_ready_) io_uring_queue_exit(&ring_);
+  for (auto& [id, c] : conns_) {
     if (c.fd >= 0) close(c.fd);
     if (c.pidfd >= 0) close(c.pidfd);
   }
@@ -538,6 +771,21 @@ MonitorImpl::~MonitorImpl() {
     unlink(region_path_.c_str());
   }
   if (base_ != nullptr) munmap(base_, size_);
+}
+
+Status MonitorImpl::CreateRing() {
+  // 256 entries; completions beyond the CQ ring's 512 wait in the kernel
+  // (IORING_FEAT_NODROP, Linux 5.5) rather than being lost.
+  const int r = io_uring_queue_init(256, &ring_, 0);
+  if (r < 0) {
+    return Status::IOError(
+        std::string("cannot set up the monitor's io_uring: ") +
+        std::strerror(-r) +
+        " (is io_uring disabled by kernel.io_uring_disabled or a seccomp "
+        "profile?)");
+  }
+  ring_ready_ = true;
+  return Status::OK();
 }
 
 }  // namespace internal
