@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "core/atomics.h"
+#include "core/crash_point.h"
 
 namespace glint::alloc {
 
@@ -21,6 +22,10 @@ using core::SpanClassOf;
 using core::SpanCountOf;
 using core::SpanKindOf;
 using core::SpanMeta;
+using core::OpRecord;
+using core::StoreRelease;
+using core::kSpanCountOne;
+using core::kSpanFreeOne;
 
 namespace {
 
@@ -68,38 +73,40 @@ uint64_t AllocSize(uint64_t size) {
   return (size + kPageSize - 1) / kPageSize * kPageSize;
 }
 
-bool Heap::Allocate(uint64_t size, AllocHints* hints, uint64_t* offset) {
+bool Heap::Allocate(uint64_t size, AllocHints* hints, uint64_t* offset,
+                    OpRecord* rec) {
   if (size <= kMaxSmallSize) {
-    if (AllocSmall(SizeClassOf(size), hints, offset)) return true;
+    const uint32_t cls = SizeClassOf(size);
+    if (AllocSmall(cls, hints, offset, rec)) return true;
     // Empty spans of other classes may hold the pages we need.
-    return ReclaimEmptySpans() > 0 && AllocSmall(SizeClassOf(size), hints, offset);
+    return ReclaimEmptySpans(rec) > 0 && AllocSmall(cls, hints, offset, rec);
   }
   const uint64_t npages = (size + kPageSize - 1) / kPageSize;
   uint64_t first_page;
-  if (!AllocPages(npages, hints, &first_page) &&
-      !(ReclaimEmptySpans() > 0 && AllocPages(npages, hints, &first_page))) {
+  if (!AllocPages(npages, hints, &first_page, rec) &&
+      !(ReclaimEmptySpans(rec) > 0 && AllocPages(npages, hints, &first_page, rec))) {
     return false;
   }
   *offset = first_page * kPageSize;
   return true;
 }
 
-uint64_t Heap::ReclaimEmptySpans() {
+uint64_t Heap::ReclaimEmptySpans(OpRecord* rec) {
   uint64_t n = 0;
   for (uint64_t i = 0; i < r_.header()->num_spans; ++i) {
     const uint64_t s = LoadAcquire(r_.span(i)->state);
     if (SpanKindOf(s) == core::kSpanActive && SpanCountOf(s) == 0 &&
-        RetireSpan(i, SpanClassOf(s))) {
+        RetireSpan(i, s, rec)) {
       ++n;
     }
   }
   return n;
 }
 
-void Heap::Free(uint64_t offset, uint64_t size) {
+void Heap::Free(uint64_t offset, uint64_t size, OpRecord* rec) {
   if (size == 0) return;
   if (size <= kMaxSmallSize) {
-    FreeSmall(offset, SizeClassOf(size));
+    FreeSmall(offset, SizeClassOf(size), rec);
   } else {
     FreePages(offset / kPageSize, (size + kPageSize - 1) / kPageSize);
   }
@@ -114,25 +121,40 @@ void Heap::Free(uint64_t offset, uint64_t size) {
 // Step 2: take a zero bit by CAS on a bitmap word. The acquire on the state
 // CAS orders our bitmap reads after the span's initialisation (the
 // initialiser publishes the state with a release CAS).
-bool Heap::AllocInSpan(uint64_t span_idx, uint32_t cls, uint64_t* offset) {
+//
+// Logging (rec): `touch` names the span from before the reservation until
+// the bit is taken, and `cand` the block before each bit CAS. A client that
+// dies in between leaves a count out of step with the bitmap (recovery
+// recounts the span once no live client touches it) and perhaps a taken
+// block nobody references (recovery frees it).
+bool Heap::AllocInSpan(uint64_t span_idx, uint32_t cls, uint64_t* offset,
+                       OpRecord* rec) {
   SpanMeta* sp = r_.span(span_idx);
   const uint32_t cap = BlocksPerSpan(cls);
   uint64_t s = LoadAcquire(sp->state);
+  if (rec != nullptr) StoreRelease(rec->touch, static_cast<uint32_t>(span_idx + 1));
   for (;;) {
     if (SpanKindOf(s) != core::kSpanActive || SpanClassOf(s) != cls ||
         SpanCountOf(s) >= cap) {
+      if (rec != nullptr) StoreRelease(rec->touch, 0u);
       return false;
     }
-    if (CasAcqRel(sp->state, s, s + (uint64_t{1} << 16))) break;
+    if (CasAcqRel(sp->state, s, s + kSpanCountOne)) break;
   }
+  GLINT_CRASH_POINT();
   const uint32_t words = (cap + 63) / 64;
+  const uint64_t csize = ClassSize(cls);
   for (;;) {
     for (uint32_t w = 0; w < words; ++w) {
       uint64_t v = LoadRelaxed(sp->bits[w]);
       while (v != kAllOnes) {
         const uint32_t b = std::countr_zero(~v);
+        const uint64_t off = span_idx * kSpanSize + (uint64_t{w} * 64 + b) * csize;
+        if (rec != nullptr) core::SetBlockRef(rec->cand, off, csize);
         if (CasAcqRel(sp->bits[w], v, v | (uint64_t{1} << b))) {
-          *offset = span_idx * kSpanSize + (uint64_t{w} * 64 + b) * ClassSize(cls);
+          GLINT_CRASH_POINT();
+          if (rec != nullptr) StoreRelease(rec->touch, 0u);
+          *offset = off;
           return true;
         }
       }
@@ -147,17 +169,18 @@ bool Heap::AllocInSpan(uint64_t span_idx, uint32_t cls, uint64_t* offset) {
 // sharing one span fight over its state and bitmap lines: 3.5 M cycles/s
 // from two processes instead of 9.7 M), yet take others' room before
 // failing.
-bool Heap::AllocSmall(uint32_t cls, AllocHints* hints, uint64_t* offset) {
+bool Heap::AllocSmall(uint32_t cls, AllocHints* hints, uint64_t* offset,
+                      OpRecord* rec) {
   const uint32_t cur = LoadRelaxed(hints->cur_span[cls]);
-  if (cur != UINT32_MAX && AllocInSpan(cur, cls, offset)) return true;
-  return AllocFromHinted(cls, hints, /*own_only=*/true, offset) ||
-         NewSpan(cls, hints, offset) ||
-         AllocFromHinted(cls, hints, /*own_only=*/false, offset);
+  if (cur != UINT32_MAX && AllocInSpan(cur, cls, offset, rec)) return true;
+  return AllocFromHinted(cls, hints, /*own_only=*/true, offset, rec) ||
+         NewSpan(cls, hints, offset, rec) ||
+         AllocFromHinted(cls, hints, /*own_only=*/false, offset, rec);
 }
 
 // Spans of this class that may have room, from the class's hint bitmap.
 bool Heap::AllocFromHinted(uint32_t cls, AllocHints* hints, bool own_only,
-                           uint64_t* offset) {
+                           uint64_t* offset, OpRecord* rec) {
   const auto* h = r_.header();
   std::atomic<uint64_t>* hint = r_.class_hints(cls);
   for (uint64_t w = 0; w < h->class_hint_words; ++w) {
@@ -167,7 +190,7 @@ bool Heap::AllocFromHinted(uint32_t cls, AllocHints* hints, bool own_only,
       v &= v - 1;
       const uint64_t span_idx = w * 64 + b;
       if (own_only && LoadRelaxed(r_.span(span_idx)->owner) != hints->owner) continue;
-      if (AllocInSpan(span_idx, cls, offset)) {
+      if (AllocInSpan(span_idx, cls, offset, rec)) {
         hints->cur_span[cls].store(static_cast<uint32_t>(span_idx),
                                    std::memory_order_relaxed);
         return true;
@@ -189,7 +212,12 @@ bool Heap::AllocFromHinted(uint32_t cls, AllocHints* hints, bool own_only,
 // bitmap, initialises the span's bitmap (only we can see it: its state is
 // kSpanFree, so AllocInSpan refuses it), takes block 0 for the caller, and
 // publishes the state ACTIVE(count 1) with a release CAS.
-bool Heap::NewSpan(uint32_t cls, AllocHints* hints, uint64_t* offset) {
+//
+// Logging (rec): cand_pages names the span's pages before the group CAS
+// (until the span is published, nothing else references them), cand the
+// block 0 and touch the span before the state is published.
+bool Heap::NewSpan(uint32_t cls, AllocHints* hints, uint64_t* offset,
+                   OpRecord* rec) {
   const auto* h = r_.header();
   auto* pb = r_.page_bitmap();
   const uint64_t nwords = h->page_bitmap_words;
@@ -200,8 +228,10 @@ bool Heap::NewSpan(uint32_t cls, AllocHints* hints, uint64_t* offset) {
     for (uint32_t g = 0; g < 4; ++g) {
       const uint64_t mask = uint64_t{0xffff} << (16 * g);
       while ((v & mask) == 0) {
-        if (!CasAcqRel(pb[w], v, v | mask)) continue;
         const uint64_t span_idx = w * 4 + g;
+        if (rec != nullptr) core::SetBlockRef(rec->cand_pages, span_idx * kSpanSize, kSpanSize);
+        if (!CasAcqRel(pb[w], v, v | mask)) continue;
+        GLINT_CRASH_POINT();
         SpanMeta* sp = r_.span(span_idx);
         const uint32_t cap = BlocksPerSpan(cls);
         for (uint32_t k = 0; k < core::kSpanBitmapWords; ++k) {
@@ -215,9 +245,20 @@ bool Heap::NewSpan(uint32_t cls, AllocHints* hints, uint64_t* offset) {
           sp->bits[k].store(init, std::memory_order_relaxed);
         }
         // Only we own a span whose pages we just took; its state is FREE.
+        // The free counter carries on from the span's last life.
         sp->owner.store(hints->owner, std::memory_order_relaxed);
-        sp->state.store(MakeSpanState(1, cls, core::kSpanActive),
+        if (rec != nullptr) {
+          core::SetBlockRef(rec->cand, span_idx * kSpanSize, ClassSize(cls));
+          StoreRelease(rec->touch, static_cast<uint32_t>(span_idx + 1));
+        }
+        const uint64_t frees = core::SpanFreesOf(LoadRelaxed(sp->state));
+        sp->state.store(MakeSpanState(1, cls, core::kSpanActive, frees),
                         std::memory_order_release);
+        GLINT_CRASH_POINT();
+        if (rec != nullptr) {
+          StoreRelease(rec->touch, 0u);
+          core::ClearBlockRef(rec->cand_pages);
+        }
         r_.class_hints(cls)[span_idx / 64].fetch_or(
             uint64_t{1} << (span_idx % 64), std::memory_order_acq_rel);
         hints->cur_span[cls].store(static_cast<uint32_t>(span_idx),
@@ -238,14 +279,20 @@ bool Heap::NewSpan(uint32_t cls, AllocHints* hints, uint64_t* offset) {
 // deletes one object in a loop would otherwise retire and rebuild a span
 // every time); ReclaimEmptySpans gives empty spans back to the page bitmap
 // when an allocation finds no room, and LargestFree counts them as free.
-void Heap::FreeSmall(uint64_t offset, uint32_t cls) {
+// Logging (rec): touch names the span between the two steps (a crash there
+// leaves the count one too high: recovery recounts the span). Step 2 also
+// counts the free in the state's high half (kSpanFreeOne), in the same RMW.
+void Heap::FreeSmall(uint64_t offset, uint32_t cls, OpRecord* rec) {
   const uint64_t span_idx = offset / kSpanSize;
   SpanMeta* sp = r_.span(span_idx);
   const uint64_t block = (offset % kSpanSize) / ClassSize(cls);
+  if (rec != nullptr) StoreRelease(rec->touch, static_cast<uint32_t>(span_idx + 1));
   sp->bits[block / 64].fetch_and(~(uint64_t{1} << (block % 64)),
                                  std::memory_order_release);
-  const uint64_t prev = sp->state.fetch_sub(uint64_t{1} << 16,
+  GLINT_CRASH_POINT();
+  const uint64_t prev = sp->state.fetch_add(kSpanFreeOne - kSpanCountOne,
                                             std::memory_order_acq_rel);
+  if (rec != nullptr) StoreRelease(rec->touch, 0u);
   const uint32_t prev_count = SpanCountOf(prev);
   if (prev_count == BlocksPerSpan(cls)) {
     r_.class_hints(cls)[span_idx / 64].fetch_or(
@@ -258,18 +305,46 @@ void Heap::FreeSmall(uint64_t offset, uint32_t cls) {
 // the meantime (then the span stays). Once RETIRING nobody reserves in it.
 // The state must read FREE before the pages are released: the next owner of
 // the pages writes the state, and our late store would clobber it.
-bool Heap::RetireSpan(uint64_t span_idx, uint32_t cls) {
+//
+// Logging (rec): touch names the span and cand_pages its pages from before
+// the CAS to the end: a client that dies with the span RETIRING leaves it
+// to recovery, which finishes the job (ClearSpan, then frees the pages once
+// nothing references them).
+bool Heap::RetireSpan(uint64_t span_idx, uint64_t state, OpRecord* rec) {
   SpanMeta* sp = r_.span(span_idx);
-  uint64_t expect = MakeSpanState(0, cls, core::kSpanActive);
-  if (!CasAcqRel(sp->state, expect, MakeSpanState(0, cls, core::kSpanRetiring))) {
-    return false;
+  const uint32_t cls = SpanClassOf(state);
+  if (rec != nullptr) {
+    core::SetBlockRef(rec->cand_pages, span_idx * kSpanSize, kSpanSize);
+    StoreRelease(rec->touch, static_cast<uint32_t>(span_idx + 1));
   }
+  uint64_t expect = state;
+  const bool won = CasAcqRel(
+      sp->state, expect,
+      MakeSpanState(0, cls, core::kSpanRetiring, core::SpanFreesOf(state)));
+  if (won) {
+    GLINT_CRASH_POINT();
+    ClearSpan(span_idx, cls);
+    GLINT_CRASH_POINT();
+    FreePages(span_idx * kPagesPerSpan, kPagesPerSpan);
+  }
+  if (rec != nullptr) {
+    StoreRelease(rec->touch, 0u);
+    core::ClearBlockRef(rec->cand_pages);
+  }
+  return won;
+}
+
+// A RETIRING span becomes FREE: bitmap cleared, hint dropped, state FREE
+// (keeping the free counter), release: the next owner of the pages writes
+// the state, so ours must land first.
+void Heap::ClearSpan(uint64_t span_idx, uint32_t cls) {
+  SpanMeta* sp = r_.span(span_idx);
   for (auto& b : sp->bits) b.store(0, std::memory_order_relaxed);
   r_.class_hints(cls)[span_idx / 64].fetch_and(~(uint64_t{1} << (span_idx % 64)),
                                                 std::memory_order_acq_rel);
-  sp->state.store(MakeSpanState(0, 0, core::kSpanFree), std::memory_order_release);
-  FreePages(span_idx * kPagesPerSpan, kPagesPerSpan);
-  return true;
+  const uint64_t frees = core::SpanFreesOf(LoadRelaxed(sp->state));
+  sp->state.store(MakeSpanState(0, 0, core::kSpanFree, frees),
+                  std::memory_order_release);
 }
 
 // ------------------------------------------------------------ page runs
@@ -283,6 +358,7 @@ bool Heap::ClaimMultiWord(uint64_t word, uint64_t full_words, uint32_t tail_bits
   for (; taken < full_words; ++taken) {
     uint64_t zero = 0;
     if (!CasAcqRel(pb[word + taken], zero, kAllOnes)) break;
+    GLINT_CRASH_POINT();
   }
   bool ok = taken == full_words;
   if (ok && tail_bits > 0) {
@@ -298,6 +374,7 @@ bool Heap::ClaimMultiWord(uint64_t word, uint64_t full_words, uint32_t tail_bits
   }
   if (!ok) {
     for (uint64_t i = 0; i < taken; ++i) {
+      r_.page_epochs()[word + i].fetch_add(1, std::memory_order_acq_rel);
       pb[word + i].store(0, std::memory_order_release);
     }
   }
@@ -307,7 +384,10 @@ bool Heap::ClaimMultiWord(uint64_t word, uint64_t full_words, uint32_t tail_bits
 // Runs of up to 64 pages live inside one bitmap word (one CAS). Longer runs
 // start on a word boundary. Scans downwards from the client's cursor so that
 // large runs gather at the top of the heap and spans at the bottom.
-bool Heap::AllocPages(uint64_t npages, AllocHints* hints, uint64_t* first_page) {
+//
+// Logging (rec): cand names the run before each CAS that could take it.
+bool Heap::AllocPages(uint64_t npages, AllocHints* hints, uint64_t* first_page,
+                      OpRecord* rec) {
   const auto* h = r_.header();
   auto* pb = r_.page_bitmap();
   const uint64_t nwords = h->page_bitmap_words;
@@ -324,7 +404,11 @@ bool Heap::AllocPages(uint64_t npages, AllocHints* hints, uint64_t* first_page) 
         if (starts == 0) break;
         const uint32_t b = 63 - std::countl_zero(starts);  // highest fit
         const uint64_t m = LowMask(k) << b;
+        if (rec != nullptr) {
+          core::SetBlockRef(rec->cand, (w * 64 + b) * kPageSize, npages * kPageSize);
+        }
         if (CasAcqRel(pb[w], v, v | m)) {
+          GLINT_CRASH_POINT();
           hints->large_cursor.store(w, std::memory_order_relaxed);
           *first_page = w * 64 + b;
           return true;
@@ -346,6 +430,9 @@ bool Heap::AllocPages(uint64_t npages, AllocHints* hints, uint64_t* first_page) 
     for (uint64_t j = 0; j < full && fits; ++j) fits = LoadRelaxed(pb[w + j]) == 0;
     if (fits && tail) fits = (LoadRelaxed(pb[w + full]) & LowMask(tail)) == 0;
     if (!fits) continue;
+    if (rec != nullptr) {
+      core::SetBlockRef(rec->cand, w * 64 * kPageSize, npages * kPageSize);
+    }
     if (ClaimMultiWord(w, full, tail)) {
       hints->large_cursor.store(w, std::memory_order_relaxed);
       *first_page = w * 64;
@@ -362,9 +449,83 @@ void Heap::FreePages(uint64_t first_page, uint64_t npages) {
   while (left > 0) {
     const uint32_t bit = p % 64;
     const uint32_t n = static_cast<uint32_t>(std::min<uint64_t>(left, 64 - bit));
+    // The epoch first: whoever sees the bits clear (and re-takes them) also
+    // sees the epoch moved, so recovery's "unchanged since I looked" check
+    // cannot be fooled by a free and a re-take in between.
+    r_.page_epochs()[p / 64].fetch_add(1, std::memory_order_acq_rel);
     pb[p / 64].fetch_and(~(LowMask(n) << bit), std::memory_order_release);
+    GLINT_CRASH_POINT();
     p += n;
     left -= n;
+  }
+}
+
+// ------------------------------------------------------------ recovery
+//
+// The monitor calls these for a dead client, after deciding (core/recover.cc)
+// that the memory is the dead client's and referenced by nobody.
+
+bool Heap::RecoverBlock(uint64_t offset, uint32_t cls, uint64_t expect) {
+  const uint64_t span_idx = offset / kSpanSize;
+  SpanMeta* sp = r_.span(span_idx);
+  // Count the free first: a CAS from the state the caller decided on, so a
+  // free or reservation by anyone since makes us decide again.
+  if (!core::CasSeqCst(sp->state, expect, expect + kSpanFreeOne - kSpanCountOne)) {
+    return false;
+  }
+  const uint64_t block = (offset % kSpanSize) / ClassSize(cls);
+  sp->bits[block / 64].fetch_and(~(uint64_t{1} << (block % 64)),
+                                 std::memory_order_release);
+  r_.class_hints(cls)[span_idx / 64].fetch_or(uint64_t{1} << (span_idx % 64),
+                                               std::memory_order_acq_rel);
+  return true;
+}
+
+uint32_t Heap::TakenBlocks(uint64_t span_idx) const {
+  const SpanMeta* sp = r_.span(span_idx);
+  const uint32_t cls = SpanClassOf(LoadAcquire(sp->state));
+  const uint32_t cap = BlocksPerSpan(cls);
+  uint32_t n = 0;
+  for (uint32_t k = 0; k < core::kSpanBitmapWords; ++k) {
+    uint64_t v = LoadAcquire(sp->bits[k]);
+    if (uint64_t{k} * 64 >= cap) break;
+    if (uint64_t{k} * 64 + 64 > cap) v &= LowMask(cap - k * 64);  // padding
+    n += static_cast<uint32_t>(std::popcount(v));
+  }
+  return n;
+}
+
+bool Heap::RecountSpan(uint64_t span_idx, uint64_t expect) {
+  SpanMeta* sp = r_.span(span_idx);
+  const uint32_t taken = TakenBlocks(span_idx);
+  const uint64_t fixed = MakeSpanState(taken, SpanClassOf(expect), SpanKindOf(expect),
+                                       core::SpanFreesOf(expect));
+  if (fixed == expect) return true;
+  return core::CasSeqCst(sp->state, expect, fixed);
+}
+
+void Heap::FinishRetire(uint64_t span_idx) {
+  const uint64_t s = LoadAcquire(r_.span(span_idx)->state);
+  if (SpanKindOf(s) != core::kSpanRetiring) return;
+  ClearSpan(span_idx, SpanClassOf(s));
+  // The pages stay taken: the caller frees them once it has decided that
+  // no one references them (a dead retirer may have freed them already).
+}
+
+void Heap::RecoverPages(uint64_t w, uint64_t mask) {
+  r_.page_epochs()[w].fetch_add(1, std::memory_order_acq_rel);
+  r_.page_bitmap()[w].fetch_and(~mask, std::memory_order_release);
+}
+
+void Heap::RebuildHints() {
+  for (uint64_t i = 0; i < r_.header()->num_spans; ++i) {
+    const uint64_t s = LoadAcquire(r_.span(i)->state);
+    if (SpanKindOf(s) != core::kSpanActive) continue;
+    const uint32_t cls = SpanClassOf(s);
+    if (SpanCountOf(s) < BlocksPerSpan(cls)) {
+      r_.class_hints(cls)[i / 64].fetch_or(uint64_t{1} << (i % 64),
+                                           std::memory_order_acq_rel);
+    }
   }
 }
 

@@ -54,13 +54,38 @@ class Heap {
   // Takes AllocSize(size) bytes. REQUIRES: 0 < size <= heap size.
   // Returns false when no block or run is free (the caller answers
   // OutOfMemory). *offset is from the heap start.
-  bool Allocate(uint64_t size, AllocHints* hints, uint64_t* offset);
-  // Gives back what Allocate(size) returned at `offset`.
-  void Free(uint64_t offset, uint64_t size);
+  // With a log record `rec` (the calling operation's, see core/region.h):
+  // before each CAS that could take memory, the block, run or span pages
+  // it would take are written to rec->cand / rec->cand_pages, and the span
+  // being allocated in to rec->touch; on success rec->cand holds the block
+  // taken (the caller moves it to rec->owned[] and clears cand). Recovery
+  // needs these to decide, after a crash, what the client had taken.
+  bool Allocate(uint64_t size, AllocHints* hints, uint64_t* offset,
+                core::OpRecord* rec = nullptr);
+  // Gives back what Allocate(size) returned at `offset`. With `rec`, the
+  // span freed into is in rec->touch while its count is out of step.
+  void Free(uint64_t offset, uint64_t size, core::OpRecord* rec = nullptr);
 
   // Gives every empty span back to the page bitmap; returns how many.
   // Allocate calls it when it finds no room.
-  uint64_t ReclaimEmptySpans();
+  uint64_t ReclaimEmptySpans(core::OpRecord* rec = nullptr);
+
+  // Recovery's primitives (the monitor, on a dead client's behalf).
+  // Clears the bit of block `offset` (class `cls`) and counts a free, unless
+  // the span's state is no longer `expect` (then false: decide again).
+  bool RecoverBlock(uint64_t offset, uint32_t cls, uint64_t expect);
+  // Sets span `i`'s reserved count to the number of taken blocks, if its
+  // state is still `expect`. Only right when no live client touches it.
+  bool RecountSpan(uint64_t i, uint64_t expect);
+  // Finishes the retirement of span `i` left RETIRING by a dead client.
+  void FinishRetire(uint64_t i);
+  // Clears the pages of `mask` in page-bitmap word `w` (a leaked run).
+  void RecoverPages(uint64_t w, uint64_t mask);
+  // Taken (non-padding) blocks of span `i` by its bitmap.
+  uint32_t TakenBlocks(uint64_t i) const;
+  // Sets the class hint of every active span with room (hints lost by a
+  // client that died between dropping and restoring one).
+  void RebuildHints();
 
   // The largest request that would succeed now (a scan; not for fast paths).
   uint64_t LargestFree() const;
@@ -68,14 +93,19 @@ class Heap {
   uint64_t BytesInUseByScan() const;
 
  private:
-  bool AllocSmall(uint32_t cls, AllocHints* hints, uint64_t* offset);
+  bool AllocSmall(uint32_t cls, AllocHints* hints, uint64_t* offset,
+                  core::OpRecord* rec);
   bool AllocFromHinted(uint32_t cls, AllocHints* hints, bool own_only,
-                       uint64_t* offset);
-  bool AllocInSpan(uint64_t span, uint32_t cls, uint64_t* offset);
-  bool NewSpan(uint32_t cls, AllocHints* hints, uint64_t* offset);
-  void FreeSmall(uint64_t offset, uint32_t cls);
-  bool RetireSpan(uint64_t span, uint32_t cls);
-  bool AllocPages(uint64_t npages, AllocHints* hints, uint64_t* first_page);
+                       uint64_t* offset, core::OpRecord* rec);
+  bool AllocInSpan(uint64_t span, uint32_t cls, uint64_t* offset,
+                   core::OpRecord* rec);
+  bool NewSpan(uint32_t cls, AllocHints* hints, uint64_t* offset,
+               core::OpRecord* rec);
+  void FreeSmall(uint64_t offset, uint32_t cls, core::OpRecord* rec);
+  bool RetireSpan(uint64_t span, uint64_t state, core::OpRecord* rec);
+  void ClearSpan(uint64_t span, uint32_t cls);
+  bool AllocPages(uint64_t npages, AllocHints* hints, uint64_t* first_page,
+                  core::OpRecord* rec);
   bool ClaimMultiWord(uint64_t word, uint64_t full_words, uint32_t tail_bits);
   void FreePages(uint64_t first_page, uint64_t npages);
 

@@ -18,6 +18,7 @@
 #include <set>
 
 #include "core/atomics.h"
+#include "core/crash_point.h"
 #include "core/object_table.h"
 #include "core/os.h"
 #include "core/protocol.h"
@@ -28,6 +29,8 @@ using core::kNoSlot;
 using core::LoadAcquire;
 using core::LoadRelaxed;
 using core::LoadSeqCst;
+using core::StoreRelaxed;
+using core::StoreRelease;
 
 namespace {
 
@@ -279,6 +282,12 @@ Status ClientCore::Attach(int region_fd, uint64_t region_size) {
   }
   store_ = std::make_unique<core::Store>(region_);
   hints_.owner = slot_;
+  for (uint32_t i = 0; i < core::kRecordsPerClient; ++i) {
+    core::OpRecord* r = region_.record(slot_, i);
+    std::memset(static_cast<void*>(r), 0, sizeof(*r));
+  }
+  idle_records_.store((uint64_t{1} << core::kRecordsPerClient) - 1,
+                      std::memory_order_release);
   local_refs_bytes_ = region_.num_obj_slots() * sizeof(std::atomic<uint32_t>);
   void* refs = mmap(nullptr, local_refs_bytes_, PROT_READ | PROT_WRITE,
                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
@@ -295,7 +304,8 @@ ClientCore::~ClientCore() {
     // Give back every reference and abort every build at once, so the store
     // is whole when the destructor returns; the monitor repeats this (a
     // no-op then) when it sees the socket close.
-    store_->ReleaseClient(slot_);
+    RecordGuard g(this);
+    store_->ReleaseClient(slot_, g.rec);
   }
   if (sock_fd_ >= 0) {
     if (!inert_) {
@@ -306,6 +316,38 @@ ClientCore::~ClientCore() {
   }
   if (local_refs_ != nullptr) munmap(local_refs_, local_refs_bytes_);
   os::Unmap(region_.base(), static_cast<int64_t>(region_.size()));
+}
+
+core::OpRecord* ClientCore::AcquireRecord() {
+  uint64_t v = idle_records_.load(std::memory_order_relaxed);
+  for (uint32_t spins = 0;; ++spins) {
+    if (v == 0) {
+      BusyWait(spins);
+      v = idle_records_.load(std::memory_order_relaxed);
+      continue;
+    }
+    const uint32_t i = std::countr_zero(v);
+    if (idle_records_.compare_exchange_weak(v, v & ~(uint64_t{1} << i),
+                                            std::memory_order_acquire)) {
+      return region_.record(slot_, i);
+    }
+  }
+}
+
+// Cleared field by field (the monitor may read a live client's record at
+// any time), then marked idle.
+void ClientCore::ReleaseRecord(core::OpRecord* r) {
+  StoreRelease(r->op, static_cast<uint32_t>(core::kOpNone));
+  StoreRelaxed(r->cand_obj, 0u);
+  StoreRelaxed(r->cand_name, 0u);
+  StoreRelaxed(r->touch, 0u);
+  StoreRelaxed(r->wait_bucket, 0u);
+  core::ClearBlockRef(r->cand);
+  core::ClearBlockRef(r->cand_pages);
+  core::ClearBlockRef(r->owned[0]);
+  core::ClearBlockRef(r->owned[1]);
+  const uint32_t i = static_cast<uint32_t>(r - region_.record(slot_, 0));
+  idle_records_.fetch_or(uint64_t{1} << i, std::memory_order_release);
 }
 
 void ClientCore::MarkInert() {
@@ -371,7 +413,12 @@ void ClientCore::Unhold(uint32_t slot) {
       if (!l.compare_exchange_weak(c, kBusy, std::memory_order_acq_rel)) continue;
       store_->ClearHolder(slot, slot_);
       l.store(0, std::memory_order_release);
-      store_->MaybeFree(slot);
+      // A log record only when there may be something to free (the last
+      // holder of a deleted object); the SeqCst load keeps the handshake.
+      if (core::StateOf(LoadSeqCst(region_.entry(slot)->state)) == core::kObjDeleting) {
+        RecordGuard g(this);
+        store_->MaybeFree(slot, g.rec);
+      }
       return;
     }
     if (l.compare_exchange_weak(c, c - 1, std::memory_order_acq_rel)) return;
@@ -451,17 +498,31 @@ Status ClientCore::BuildObject(const ObjectId& id, int64_t size,
   alloc::Heap& heap = store_->heap();
   const uint64_t isize = InfoSize(name, metadata);
   uint64_t ioff = 0, doff = 0;
+  // The log record holds every block taken until the entry references it
+  // (kOpBuild: owned[0] info, owned[1] payload); see docs/ARCHITECTURE.md.
+  RecordGuard g(this);
+  core::OpRecord* rec = g.rec;
+  StoreRelease(rec->op, static_cast<uint32_t>(core::kOpBuild));
   if (isize > 0) {
-    if (!heap.Allocate(isize, &hints_, &ioff)) {
+    if (!heap.Allocate(isize, &hints_, &ioff, rec)) {
       return out_of_memory("store full: no room for " + std::to_string(isize) +
                            " bytes of name and metadata");
     }
+    core::SetBlockRef(rec->owned[0], ioff, isize);
+    core::ClearBlockRef(rec->cand);
+    GLINT_CRASH_POINT();
     WriteInfo(region_.heap() + ioff, isize, name, metadata);
   }
-  if (size > 0 && !heap.Allocate(static_cast<uint64_t>(size), &hints_, &doff)) {
-    heap.Free(ioff, isize);
+  if (size > 0 &&
+      !heap.Allocate(static_cast<uint64_t>(size), &hints_, &doff, rec)) {
+    heap.Free(ioff, isize, rec);
     return out_of_memory("store full: no free block of " + std::to_string(size) +
                          " bytes");
+  }
+  if (size > 0) {
+    core::SetBlockRef(rec->owned[1], doff, static_cast<uint64_t>(size));
+    core::ClearBlockRef(rec->cand);
+    GLINT_CRASH_POINT();
   }
   a.data_offset = doff;
   a.data_size = static_cast<uint64_t>(size);
@@ -472,10 +533,11 @@ Status ClientCore::BuildObject(const ObjectId& id, int64_t size,
   a.pid = pid_;
   uint32_t slot;
   uint64_t gen;
-  s = store_->Create(a, &slot, &gen);
+  s = store_->Create(a, &slot, &gen, rec);
   if (!s.ok()) {
-    heap.Free(doff, static_cast<uint64_t>(size));
-    heap.Free(ioff, isize);
+    heap.Free(doff, static_cast<uint64_t>(size), rec);
+    GLINT_CRASH_POINT();
+    heap.Free(ioff, isize, rec);
     return Status(s.code(), s.message() + " (id " + id.hex() + ")");
   }
   mb->core_ = this;
@@ -504,16 +566,29 @@ Status ClientCore::Resize(MutableBuffer* mb, int64_t new_size) {
     mb->size_ = new_size;
     return Status::OK();
   }
+  // kOpResize: owned[0] the new block, owned[1] the old one. Recovery
+  // makes the entry's offset and size agree again (SetPayload is two
+  // stores), then frees whichever of the two the entry does not reference.
+  RecordGuard g(this);
+  core::OpRecord* rec = g.rec;
+  StoreRelaxed(rec->obj_slot, mb->slot_);
+  StoreRelaxed(rec->gen, mb->gen_);
+  core::SetBlockRef(rec->owned[1], old_off, old_size);
+  StoreRelease(rec->op, static_cast<uint32_t>(core::kOpResize));
   uint64_t new_off = 0;
-  if (nsize > 0 && !store_->heap().Allocate(nsize, &hints_, &new_off)) {
+  if (nsize > 0 && !store_->heap().Allocate(nsize, &hints_, &new_off, rec)) {
     return Status::OutOfMemory("store full: no free block of " +
                                std::to_string(nsize) +
                                " bytes (the old payload is kept)");
   }
+  core::SetBlockRef(rec->owned[0], new_off, nsize);
+  core::ClearBlockRef(rec->cand);
+  GLINT_CRASH_POINT();
   std::memmove(region_.heap() + new_off, region_.heap() + old_off,
                std::min(old_size, nsize));
   store_->SetPayload(mb->slot_, new_off, nsize);
-  store_->heap().Free(old_off, old_size);
+  GLINT_CRASH_POINT();
+  store_->heap().Free(old_off, old_size, rec);
   mb->data_ = region_.heap() + new_off;
   mb->size_ = new_size;
   return Status::OK();
@@ -533,7 +608,8 @@ Status ClientCore::Abort(MutableBuffer* mb) {
   mb->core_ = nullptr;
   mb->data_ = nullptr;
   if (inert_) return CheckUsable();
-  if (!store_->Abort(mb->slot_, mb->gen_, core::IdHash(mb->id_.data()))) {
+  RecordGuard g(this);
+  if (!store_->Abort(mb->slot_, mb->gen_, core::IdHash(mb->id_.data()), g.rec)) {
     return LostBuild(mb->id_);
   }
   return Status::OK();
@@ -599,6 +675,12 @@ Status ClientCore::WaitFor(uint64_t wait_hash, int64_t timeout_ms, Find find,
     for (int k = 0; k < 16; ++k) core::CpuRelax();
   }
   core::WaitBucket* wb = region_.wait_bucket(wait_hash);
+  // kOpWait: wait_bucket is set only while our count is in `waiters`
+  // (after the increment, cleared before the decrement), so recovery takes
+  // back the count of a getter that died asleep, never one too many.
+  RecordGuard g(this);
+  StoreRelease(g.rec->op, static_cast<uint32_t>(core::kOpWait));
+  const uint32_t wb_index = static_cast<uint32_t>(wait_hash % core::kNumWaitBuckets);
   for (;;) {
     // Announce, re-check, sleep: the getter's side of the handshake with
     // Store::Seal/Wake (waiters++ then load state; seal stores state then
@@ -606,14 +688,17 @@ Status ClientCore::WaitFor(uint64_t wait_hash, int64_t timeout_ms, Find find,
     // between our re-check and FUTEX_WAIT return at once.
     const uint32_t seq = LoadAcquire(wb->seq);
     wb->waiters.fetch_add(1, std::memory_order_seq_cst);
+    StoreRelease(g.rec->wait_bucket, wb_index + 1);
     core::FenceSeqCst();
     const int r = check();
     const int64_t now = os::MonotonicNanos();
     if (r != 0 || now >= deadline) {
+      StoreRelease(g.rec->wait_bucket, 0u);
       wb->waiters.fetch_sub(1, std::memory_order_relaxed);
       return r != 0 ? verdict(r) : Status::TimedOut("not sealed in time");
     }
     os::FutexWait(&wb->seq, seq, deadline == INT64_MAX ? -1 : deadline - now);
+    StoreRelease(g.rec->wait_bucket, 0u);
     wb->waiters.fetch_sub(1, std::memory_order_relaxed);
   }
 }
@@ -712,7 +797,8 @@ Status ClientCore::Delete(const ObjectId& id) {
     if (slot == kNoSlot) {
       return Status::NotFound("no sealed object " + id.hex());
     }
-    if (store_->Delete(slot, st)) return Status::OK();
+    RecordGuard g(this);
+    if (store_->Delete(slot, st, g.rec)) return Status::OK();
   }
 }
 

@@ -72,6 +72,21 @@ class ClientCore {
                  FindLive live, uint32_t* slot, uint64_t* state);
 
   Status CheckUsable() const;
+
+  // The undo-log records of this client (core/region.h): each running
+  // operation takes one (a process-local bitmap of idle ones), and gives it
+  // back cleared. More threads in operations at once than records: the
+  // extra ones yield until one is free.
+  core::OpRecord* AcquireRecord();
+  void ReleaseRecord(core::OpRecord* rec);
+  struct RecordGuard {
+    explicit RecordGuard(ClientCore* c) : core(c), rec(c->AcquireRecord()) {}
+    ~RecordGuard() { core->ReleaseRecord(rec); }
+    RecordGuard(const RecordGuard&) = delete;
+    RecordGuard& operator=(const RecordGuard&) = delete;
+    ClientCore* core;
+    core::OpRecord* rec;
+  };
   Status LostBuild(const ObjectId& id) const;
 
   int sock_fd_ = -1;
@@ -84,6 +99,7 @@ class ClientCore {
   std::string socket_path_;
   std::string address_host_;
   alloc::AllocHints hints_;
+  std::atomic<uint64_t> idle_records_{0};
   // Per object slot: references held by this process (bit 31: a thread is
   // flipping the shared holder bit).
   std::atomic<uint32_t>* local_refs_ = nullptr;

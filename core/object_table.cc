@@ -9,6 +9,7 @@
 #endif
 
 #include "core/atomics.h"
+#include "core/crash_point.h"
 
 namespace glint::core {
 namespace {
@@ -218,7 +219,7 @@ uint32_t ObjectTable::FindByName(const Key& k, std::string_view name,
 }
 
 bool ObjectTable::Claim(BucketHeader* (Region::*bucket)(uint64_t) const,
-                        const Key& k, uint32_t* slot) {
+                        const Key& k, uint32_t* slot, std::atomic<uint32_t>* cand) {
   BucketHeader* b0 = (r_.*bucket)(k.bucket[0]);
   BucketHeader* b1 = (r_.*bucket)(k.bucket[1]);
   uint64_t u0 = LoadRelaxed(b0->used);
@@ -232,10 +233,18 @@ bool ObjectTable::Claim(BucketHeader* (Region::*bucket)(uint64_t) const,
     uint64_t u = use0 ? u0 : u1;
     while ((u & kUsedMask) != kUsedMask) {
       const uint32_t i = std::countr_zero(~u);
+      // The undo log names the slot before the CAS that may take it (the
+      // release orders the two; see OpRecord): a claimer that dies right
+      // after the CAS leaves a slot recovery can find and give back.
+      if (cand != nullptr) {
+        cand->store(static_cast<uint32_t>(bidx * kSlotsPerBucket + i) + 1,
+                    std::memory_order_release);
+      }
       // SeqCst (free on x86-64): we see the previous occupant's release of
       // the entry before we write it, and a getter that announced itself as
       // a waiter and then fenced sees this bit (see ClientCore::WaitFor).
       if (CasSeqCst(bh->used, u, u | (uint64_t{1} << i))) {
+        GLINT_CRASH_POINT();
         *slot = static_cast<uint32_t>(bidx * kSlotsPerBucket + i);
         return true;
       }
@@ -244,12 +253,14 @@ bool ObjectTable::Claim(BucketHeader* (Region::*bucket)(uint64_t) const,
   return false;
 }
 
-bool ObjectTable::ClaimObjectSlot(const Key& k, uint32_t* slot) {
-  return Claim(&Region::obj_bucket, k, slot);
+bool ObjectTable::ClaimObjectSlot(const Key& k, uint32_t* slot,
+                                  std::atomic<uint32_t>* cand) {
+  return Claim(&Region::obj_bucket, k, slot, cand);
 }
 
-bool ObjectTable::ClaimNameSlot(const Key& k, uint32_t* slot) {
-  return Claim(&Region::name_bucket, k, slot);
+bool ObjectTable::ClaimNameSlot(const Key& k, uint32_t* slot,
+                                std::atomic<uint32_t>* cand) {
+  return Claim(&Region::name_bucket, k, slot, cand);
 }
 
 // Replaces the slot's fingerprint byte (a free slot keeps its last key's).
@@ -281,7 +292,12 @@ void ObjectTable::ReleaseObjectSlot(uint32_t slot) {
 void ObjectTable::ReleaseNameSlot(uint32_t slot) {
   BucketHeader* bh = r_.name_bucket(slot / kSlotsPerBucket);
   const uint32_t i = slot % kSlotsPerBucket;
-  StoreRelaxed(r_.name_entry(slot)->obj_slot, kNoSlot);
+  NameEntry* ne = r_.name_entry(slot);
+  StoreRelaxed(ne->obj_slot, kNoSlot);
+  // seq after obj_slot (release): recovery reads seq, then obj_slot, then
+  // seq again, and so sees a release that happened in between.
+  ne->seq.fetch_add(1, std::memory_order_release);
+  GLINT_CRASH_POINT();
   FetchAndRelease(bh->used, ~(uint64_t{1} << i));
 }
 

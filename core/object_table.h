@@ -70,8 +70,12 @@ class ObjectTable {
 
   // Claims a free slot in the emptier of k's buckets (one CAS on `used`).
   // Returns false when both buckets are full.
-  bool ClaimObjectSlot(const Key& k, uint32_t* slot);
-  bool ClaimNameSlot(const Key& k, uint32_t* slot);
+  // `cand` (a log record's cand_obj / cand_name) gets slot + 1 before the
+  // CAS that may take it.
+  bool ClaimObjectSlot(const Key& k, uint32_t* slot,
+                       std::atomic<uint32_t>* cand = nullptr);
+  bool ClaimNameSlot(const Key& k, uint32_t* slot,
+                     std::atomic<uint32_t>* cand = nullptr);
   // Publishes a claimed slot's fingerprint (SeqCst: see store.cc, Create).
   void PublishObject(uint32_t slot, uint8_t fp);
   void PublishName(uint32_t slot, uint8_t fp);
@@ -84,7 +88,7 @@ class ObjectTable {
 
  private:
   bool Claim(BucketHeader* (Region::*bucket)(uint64_t) const, const Key& k,
-             uint32_t* slot);
+             uint32_t* slot, std::atomic<uint32_t>* cand);
   template <typename StatePred>
   uint32_t FindIf(const Key& k, const IdWords& id, StatePred pred,
                   uint64_t* state) const;

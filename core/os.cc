@@ -118,3 +118,18 @@ std::string Hostname() {
 }
 
 }  // namespace glint::os
+
+#ifdef GLINT_CRASH_POINTS
+#include <signal.h>
+
+#include "core/crash_point.h"
+
+namespace glint::core {
+std::atomic<int64_t> g_crash_countdown{0};
+std::atomic<int64_t> g_crash_steps{0};
+void CrashNow() {
+  raise(SIGKILL);
+  __builtin_unreachable();
+}
+}  // namespace glint::core
+#endif

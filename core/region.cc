@@ -75,7 +75,7 @@ Status ComputeLayout(const LayoutParams& p, RegionHeader* h) {
   h->num_spans = heap_size / kSpanSize;
   h->page_bitmap_words = (h->num_pages + 63) / 64;
   h->page_bitmap_offset = off;
-  off = RoundUp(off + h->page_bitmap_words * 8, kPageSize);
+  off = RoundUp(off + h->page_bitmap_words * 16, kPageSize);  // bits + epochs
   h->span_table_offset = off;
   off = RoundUp(off + h->num_spans * sizeof(SpanMeta), kPageSize);
   h->class_hint_words = (h->num_spans + 63) / 64;
@@ -103,6 +103,11 @@ void Region::Format(uint8_t* base, const RegionHeader& layout) {
   if (tail != 0) {
     pb[layout.page_bitmap_words - 1].store(~uint64_t{0} << tail,
                                            std::memory_order_relaxed);
+  }
+  // Name entries start unbound.
+  for (uint64_t i = 0; i < layout.name_num_buckets * kSlotsPerBucket; ++i) {
+    r.name_entry(static_cast<uint32_t>(i))->obj_slot.store(kNoSlot,
+                                                           std::memory_order_relaxed);
   }
   // Object and name slots: a bucket's bits past 56 never exist.
   h->next_client_serial.store(1, std::memory_order_relaxed);

@@ -23,7 +23,7 @@
 namespace glint::core {
 
 inline constexpr uint64_t kRegionMagic = 0x0031544e494c4700ULL;  // "\0GLINT1\0"
-inline constexpr uint32_t kLayoutVersion = 1;
+inline constexpr uint32_t kLayoutVersion = 2;
 inline constexpr uint64_t kCacheLine = 64;
 inline constexpr uint64_t kPageSize = 4096;
 inline constexpr uint64_t kSpanSize = 64 * 1024;   // pages of one size class
@@ -60,7 +60,8 @@ struct RegionHeader {
   uint64_t name_entries_offset;  // NameEntry[name_num_buckets * 56]
   uint64_t name_num_buckets;     // power of two
 
-  uint64_t page_bitmap_offset;  // atomic<u64>[page_bitmap_words]
+  uint64_t page_bitmap_offset;  // atomic<u64>[page_bitmap_words] bits, then
+                                // as many free epochs (Region::page_epochs)
   uint64_t page_bitmap_words;
   uint64_t span_table_offset;   // SpanMeta[num_spans]
   uint64_t num_spans;           // heap_size / 64 KiB
@@ -87,17 +88,77 @@ static_assert(sizeof(RegionHeader) <= kPageSize);
 enum ClientState : uint32_t {
   kClientFree = 0,
   kClientActive = 1,
+  // The process is gone; the monitor is rolling back what it left (a
+  // restarted monitor finishes the job). Its log records are not live.
+  kClientRecovering = 2,
 };
 
-// One per client slot, kClientStride bytes apart. Bytes past sizeof() are the
-// client's undo-log area (reserved for crash recovery).
+// ------------------------------------------------------------ undo log ---
+// Each running operation of a client (one per thread at a time) owns one
+// record of its client's log. A record says what the operation is doing to
+// shared state that recovery could not decide by inspection alone: which
+// entry it frees or aborts, which table slot and which heap block it is
+// about to take (written before the CAS that takes it), which blocks it owns
+// that no entry references yet, which span it is allocating in or freeing
+// to. Only its operation writes a record (plain release stores, no RMW);
+// the monitor reads it after the process died, and writes it while it
+// recovers on the dead client's behalf. docs/ARCHITECTURE.md gives, for each
+// step of each operation, what recovery does if the client dies after it.
+enum OpKind : uint32_t {
+  kOpNone = 0,
+  kOpBuild = 1,      // BuildObject: blocks in owned[], claims in cand_*
+  kOpResize = 2,     // Resize of obj_slot(gen): owned[0] new, owned[1] old
+  kOpAbort = 3,      // aborting obj_slot(gen) (creator, or monitor for it)
+  kOpFreeEntry = 4,  // freeing obj_slot(gen), won DELETING -> FREEING
+  kOpUnclaim = 5,    // monitor: undoing the dead client's claim of obj_slot
+  kOpWait = 6,       // a getter counted in wait bucket `wait_bucket`
+  kOpFree = 7,       // freeing owned[] blocks (an error path, or a resize)
+};
+
+// A block reference: offset from the heap start + 1 (0: none), and the size
+// that was asked of the allocator (it decides small block or page run).
+struct BlockRef {
+  std::atomic<uint64_t> off1;
+  std::atomic<uint64_t> size;
+};
+
+inline void SetBlockRef(BlockRef& r, uint64_t off, uint64_t size) {
+  r.size.store(size, std::memory_order_relaxed);
+  r.off1.store(off + 1, std::memory_order_release);
+}
+inline void ClearBlockRef(BlockRef& r) {
+  r.off1.store(0, std::memory_order_release);
+}
+
+struct alignas(64) OpRecord {
+  std::atomic<uint32_t> op;        // OpKind
+  std::atomic<uint32_t> obj_slot;  // the entry worked on, or kNoSlot
+  std::atomic<uint64_t> gen;       // its generation
+  std::atomic<uint32_t> cand_obj;   // object slot about to be claimed + 1
+  std::atomic<uint32_t> cand_name;  // name slot about to be claimed + 1
+  // Span being allocated in or freed to, + 1 (0: none): while set, the
+  // span's reserved count may be out of step with its bitmap.
+  std::atomic<uint32_t> touch;
+  std::atomic<uint32_t> wait_bucket;  // kOpWait: bucket + 1 once counted in
+  BlockRef cand;         // block or page run about to be taken (allocator)
+  BlockRef cand_pages;   // pages about to be taken for, or freed from, a span
+  BlockRef owned[2];     // blocks this operation holds unattached
+};
+static_assert(sizeof(OpRecord) == 128);
+
+inline constexpr uint32_t kClientHeaderBytes = 256;
+inline constexpr uint32_t kRecordsPerClient =
+    (kClientStride - kClientHeaderBytes) / sizeof(OpRecord);  // 30
+
+// One per client slot, kClientStride bytes apart; the client's log records
+// follow the first kClientHeaderBytes.
 struct alignas(64) ClientSlot {
   std::atomic<uint32_t> state;    // ClientState; written by the monitor
   std::atomic<uint32_t> pid;
   std::atomic<uint64_t> serial;   // unique per registration
   std::atomic<uint64_t> pid_start_time;  // /proc start time, for pid reuse
 };
-static_assert(sizeof(ClientSlot) <= 256);
+static_assert(sizeof(ClientSlot) <= kClientHeaderBytes);
 
 // ---------------------------------------------------------- wait buckets ---
 // Futex words for getters waiting on objects, hashed by object id (or name).
@@ -167,9 +228,12 @@ struct alignas(64) ObjectEntry {
 };
 static_assert(sizeof(ObjectEntry) == 128);
 
-// The name index maps a name to the object slot holding it.
+// The name index maps a name to the object slot holding it. `seq` counts
+// releases of the slot, so recovery can tell a slot that stayed unbound
+// from one that was bound and released again meanwhile.
 struct NameEntry {
   std::atomic<uint32_t> obj_slot;
+  std::atomic<uint32_t> seq;
 };
 
 // ------------------------------------------------------------ allocator ---
@@ -178,17 +242,22 @@ enum SpanKind : uint8_t {
   kSpanActive = 1,    // a span of one size class
   kSpanRetiring = 2,  // emptied; its owner is returning the pages
 };
-// state word: count << 16 | class << 8 | kind. count = blocks reserved.
+// state word: frees << 32 | count << 16 | class << 8 | kind. count = blocks
+// reserved; frees counts frees into the span (mod 2^32), so that recovery
+// can tell an unchanged span from one that freed and re-took a block.
+inline constexpr uint64_t kSpanCountOne = uint64_t{1} << 16;
+inline constexpr uint64_t kSpanFreeOne = uint64_t{1} << 32;
 inline constexpr uint64_t MakeSpanState(uint32_t count, uint32_t cls,
-                                        SpanKind k) {
-  return (uint64_t{count} << 16) | (uint64_t{cls} << 8) | k;
+                                        SpanKind k, uint64_t frees = 0) {
+  return (frees << 32) | (uint64_t{count} << 16) | (uint64_t{cls} << 8) | k;
 }
+inline constexpr uint64_t SpanFreesOf(uint64_t s) { return s >> 32; }
 inline constexpr SpanKind SpanKindOf(uint64_t s) {
   return static_cast<SpanKind>(s & 0xff);
 }
 inline constexpr uint32_t SpanClassOf(uint64_t s) { return (s >> 8) & 0xff; }
 inline constexpr uint32_t SpanCountOf(uint64_t s) {
-  return static_cast<uint32_t>(s >> 16);
+  return static_cast<uint32_t>((s >> 16) & 0xffff);
 }
 
 inline constexpr uint32_t kSpanBitmapWords = kSpanSize / 64 / 64;  // 16
@@ -237,6 +306,11 @@ class Region {
     return reinterpret_cast<ClientSlot*>(base_ + header()->clients_offset +
                                          uint64_t{i} * kClientStride);
   }
+  OpRecord* record(uint32_t client, uint32_t i) const {
+    return reinterpret_cast<OpRecord*>(base_ + header()->clients_offset +
+                                       uint64_t{client} * kClientStride +
+                                       kClientHeaderBytes) + i;
+  }
   WaitBucket* wait_bucket(uint64_t hash) const {
     return reinterpret_cast<WaitBucket*>(base_ + header()->waits_offset) +
            (hash % kNumWaitBuckets);
@@ -260,6 +334,11 @@ class Region {
   std::atomic<uint64_t>* page_bitmap() const {
     return reinterpret_cast<std::atomic<uint64_t>*>(
         base_ + header()->page_bitmap_offset);
+  }
+  // One counter per page-bitmap word, bumped before a free clears bits of
+  // that word; right after the page bitmap, in the same section.
+  std::atomic<uint64_t>* page_epochs() const {
+    return page_bitmap() + header()->page_bitmap_words;
   }
   SpanMeta* span(uint64_t i) const {
     return reinterpret_cast<SpanMeta*>(base_ + header()->span_table_offset) +

@@ -5,6 +5,7 @@
 #include <bit>
 
 #include "core/atomics.h"
+#include "core/crash_point.h"
 #include "core/os.h"
 
 namespace glint::core {
@@ -30,11 +31,12 @@ namespace glint::core {
 // synchronises with the rival's store, so its id, name and CLAIMED state,
 // written before, are visible. A stopped creator stops nobody: CLAIMED
 // entries are killed, never waited for.
-Status Store::Create(const CreateArgs& a, uint32_t* out_slot, uint64_t* out_gen) {
+Status Store::Create(const CreateArgs& a, uint32_t* out_slot, uint64_t* out_gen,
+                     OpRecord* rec) {
   const bool named = !a.name.empty();
   for (uint32_t attempt = 0;; ++attempt) {
     uint32_t slot;
-    if (!table_.ClaimObjectSlot(a.id_key, &slot)) {
+    if (!table_.ClaimObjectSlot(a.id_key, &slot, rec ? &rec->cand_obj : nullptr)) {
       if (ExistsCommitted(a)) return Status::AlreadyExists("an object with this id or name exists");
       return Status::OutOfMemory(
           "object table full: both buckets of this id are taken");
@@ -61,26 +63,38 @@ Status Store::Create(const CreateArgs& a, uint32_t* out_slot, uint64_t* out_gen)
     StoreRelaxed(e->create_tsc, os::ReadTsc());
     StoreRelaxed(e->seal_tsc, uint64_t{0});
     StoreRelaxed(e->creator_pid, a.pid);
+    // Holder bits left on a free slot by a getter that died between setting
+    // its bit and finding the entry gone: no getter of this generation can
+    // hold it yet (it is not SEALED), so they can all go.
+    for (auto& h : e->holders) StoreRelaxed(h, uint64_t{0});
     StoreRelease(e->state, MakeState(gen, kObjClaimed));
+    GLINT_CRASH_POINT();
     table_.PublishObject(slot, a.id_key.fp);
+    GLINT_CRASH_POINT();
 
     if (named) {
       uint32_t ns;
-      if (!table_.ClaimNameSlot(a.name_key, &ns)) {
+      if (!table_.ClaimNameSlot(a.name_key, &ns, rec ? &rec->cand_name : nullptr)) {
         Unclaim(slot, gen);
         if (ExistsCommitted(a)) return Status::AlreadyExists("an object with this id or name exists");
         return Status::OutOfMemory(
             "name index full: both buckets of this name are taken");
       }
-      StoreSeqCst(r_.name_entry(ns)->obj_slot, slot);
+      // The entry names its name slot before the slot points back at it:
+      // recovery releases a bound name slot through the entry (ReleaseName
+      // checks the back-pointer) and an unbound one through cand_name.
       StoreRelaxed(e->name_slot, ns);
+      StoreSeqCst(r_.name_entry(ns)->obj_slot, slot);
+      GLINT_CRASH_POINT();
       table_.PublishName(ns, a.name_key.fp);
+      GLINT_CRASH_POINT();
     }
 
     Verdict v = Verify(a, slot);
     if (v == Verdict::kWin) {
       uint64_t expect = MakeState(gen, kObjClaimed);
       if (CasSeqCst(e->state, expect, MakeState(gen, kObjCreating))) {
+        GLINT_CRASH_POINT();
         *out_slot = slot;
         *out_gen = gen;
         return Status::OK();
@@ -129,6 +143,7 @@ Store::Verdict Store::Verify(const CreateArgs& a, uint32_t my_slot) {
       }
       if (st != kObjClaimed) return Verdict::kLose;
       if (CasSeqCst(e->state, s, MakeState(GenOf(s), kObjKilled))) {
+        GLINT_CRASH_POINT();
         return Verdict::kWin;
       }
       // s now holds the new state: judge again.
@@ -172,18 +187,27 @@ Store::Verdict Store::Verify(const CreateArgs& a, uint32_t my_slot) {
 // bit (release), so the next claimer sees a clean entry.
 void Store::Unclaim(uint32_t slot, uint64_t gen) {
   ObjectEntry* e = r_.entry(slot);
-  ReleaseName(e);
+  ReleaseName(slot);
   StoreRelease(e->state, MakeState(gen, kObjEmpty));
+  GLINT_CRASH_POINT();
   table_.ReleaseObjectSlot(slot);
+  GLINT_CRASH_POINT();
 }
 
 // The entry is ours (uncommitted, or won for freeing): its name slot goes.
-void Store::ReleaseName(ObjectEntry* e) {
+// The name slot is released before the entry forgets it, and only while it
+// still points back at us, so a recovery that repeats this (the client
+// died half-way) never releases a name slot someone else has since taken.
+void Store::ReleaseName(uint32_t slot) {
+  ObjectEntry* e = r_.entry(slot);
   const uint32_t ns = LoadRelaxed(e->name_slot);
-  if (ns != kNoSlot) {
-    StoreRelaxed(e->name_slot, kNoSlot);
+  if (ns == kNoSlot) return;
+  if (ns < r_.header()->name_num_buckets * kSlotsPerBucket &&
+      LoadAcquire(r_.name_entry(ns)->obj_slot) == slot) {
     table_.ReleaseNameSlot(ns);
   }
+  StoreRelaxed(e->name_slot, kNoSlot);
+  GLINT_CRASH_POINT();
 }
 
 void Store::SetPayload(uint32_t slot, uint64_t offset, uint64_t size) {
@@ -207,6 +231,7 @@ bool Store::Seal(uint32_t slot, uint64_t gen, uint64_t id_hash) {
   StoreRelaxed(e->seal_tsc, os::ReadTsc());
   uint64_t expect = MakeState(gen, kObjCreating);
   if (!CasSeqCst(e->state, expect, MakeState(gen, kObjSealed))) return false;
+  GLINT_CRASH_POINT();
   Wake(id_hash);
   if (named) Wake(name_hash);
   return true;
@@ -230,11 +255,13 @@ void Store::Wake(uint64_t hash) {
   os::FutexWakeAll(&wb->seq);
 }
 
-void Store::FreeBlocks(ObjectEntry* e) {
+void Store::FreeBlocks(ObjectEntry* e, OpRecord* rec) {
   const uint64_t dsize = LoadRelaxed(e->data_size);
   const uint32_t isize = LoadRelaxed(e->info_size);
-  heap_.Free(LoadRelaxed(e->data_offset), dsize);
-  heap_.Free(LoadRelaxed(e->info_offset), isize);
+  heap_.Free(LoadRelaxed(e->data_offset), dsize, rec);
+  GLINT_CRASH_POINT();
+  heap_.Free(LoadRelaxed(e->info_offset), isize, rec);
+  GLINT_CRASH_POINT();
 }
 
 // ---------------------------------------------------------------- abort
@@ -242,23 +269,42 @@ void Store::FreeBlocks(ObjectEntry* e) {
 // Only the creator touches a CREATING entry, so its blocks are freed before
 // the entry is unpublished. The wake comes after ABORTED is stored, so a
 // waiter that saw CREATING(gen) and wakes finds ABORTED(gen).
-bool Store::Abort(uint32_t slot, uint64_t gen, uint64_t id_hash) {
+//
+// Logging: rec says kOpAbort(slot, gen) from before the CAS. A client that
+// dies with the entry FREEING(gen) leaves recovery to free what of its
+// blocks is still taken and unreferenced, then FinishAbort.
+bool Store::Abort(uint32_t slot, uint64_t gen, uint64_t id_hash, OpRecord* rec) {
   ObjectEntry* e = r_.entry(slot);
+  StoreRelaxed(rec->obj_slot, slot);
+  StoreRelaxed(rec->gen, gen);
+  StoreRelease(rec->op, static_cast<uint32_t>(kOpAbort));
   // CREATING -> FREEING first: only the builder (or the monitor for a
   // builder that left) may abort, and a CAS proves the entry is still this
   // build before anything is freed.
   uint64_t expect = MakeState(gen, kObjCreating);
-  if (!CasSeqCst(e->state, expect, MakeState(gen, kObjFreeing))) return false;
-  uint64_t name_hash = 0;
-  const bool named = NameHashOf(e, &name_hash);
-  FreeBlocks(e);
-  ReleaseName(e);
+  bool won = CasSeqCst(e->state, expect, MakeState(gen, kObjFreeing));
+  if (won) {
+    GLINT_CRASH_POINT();
+    uint64_t name_hash = 0;
+    const bool named = NameHashOf(e, &name_hash);
+    FreeBlocks(e, rec);
+    FinishAbort(slot, gen);
+    Wake(id_hash);
+    if (named) Wake(name_hash);
+  }
+  StoreRelease(rec->op, static_cast<uint32_t>(kOpNone));
+  return won;
+}
+
+// FREEING(gen) with its blocks freed -> ABORTED(gen), slot given back.
+void Store::FinishAbort(uint32_t slot, uint64_t gen) {
+  ObjectEntry* e = r_.entry(slot);
+  ReleaseName(slot);
   e->aborted_gens.fetch_or(1u << (gen % 32), std::memory_order_relaxed);
   StoreSeqCst(e->state, MakeState(gen, kObjAborted));
+  GLINT_CRASH_POINT();
   table_.ReleaseObjectSlot(slot);
-  Wake(id_hash);
-  if (named) Wake(name_hash);
-  return true;
+  GLINT_CRASH_POINT();
 }
 
 bool Store::WasAborted(uint32_t slot, uint64_t gen) const {
@@ -298,32 +344,47 @@ bool Store::AnyHolder(uint32_t slot) const {
   return false;
 }
 
-bool Store::Delete(uint32_t slot, uint64_t state) {
+// SEALED -> DELETING is one CAS: recovery decides it by the state alone
+// (a DELETING entry that nobody holds is freed by whoever sees it so).
+bool Store::Delete(uint32_t slot, uint64_t state, OpRecord* rec) {
   ObjectEntry* e = r_.entry(slot);
   uint64_t expect = state;
   if (!CasSeqCst(e->state, expect, MakeState(GenOf(state), kObjDeleting))) {
     return false;
   }
-  MaybeFree(slot);
+  GLINT_CRASH_POINT();
+  MaybeFree(slot, rec);
   return true;
 }
 
-void Store::MaybeFree(uint32_t slot) {
+// Logging: rec says kOpFreeEntry(slot, gen) from before the CAS to FREEING
+// until the slot is given back; a client that dies in between leaves
+// recovery to finish (free what is still taken and unreferenced, then
+// FinishFree).
+void Store::MaybeFree(uint32_t slot, OpRecord* rec) {
   ObjectEntry* e = r_.entry(slot);
   uint64_t s = LoadSeqCst(e->state);
   if (StateOf(s) != kObjDeleting || AnyHolder(slot)) return;
-  if (!CasSeqCst(e->state, s, MakeState(GenOf(s), kObjFreeing))) return;
-  FreeEntry(slot, GenOf(s));
+  StoreRelaxed(rec->obj_slot, slot);
+  StoreRelaxed(rec->gen, GenOf(s));
+  StoreRelease(rec->op, static_cast<uint32_t>(kOpFreeEntry));
+  if (CasSeqCst(e->state, s, MakeState(GenOf(s), kObjFreeing))) {
+    GLINT_CRASH_POINT();
+    FreeBlocks(e, rec);
+    FinishFree(slot, GenOf(s));
+  }
+  StoreRelease(rec->op, static_cast<uint32_t>(kOpNone));
 }
 
-// The winner of DELETING -> FREEING owns the entry: frees its blocks and
-// name slot, stores EMPTY(gen) (release) and gives the slot back.
-void Store::FreeEntry(uint32_t slot, uint64_t gen) {
+// FREEING(gen) with its blocks freed -> EMPTY(gen) (release), name and slot
+// given back.
+void Store::FinishFree(uint32_t slot, uint64_t gen) {
   ObjectEntry* e = r_.entry(slot);
-  FreeBlocks(e);
-  ReleaseName(e);
+  ReleaseName(slot);
   StoreRelease(e->state, MakeState(gen, kObjEmpty));
+  GLINT_CRASH_POINT();
   table_.ReleaseObjectSlot(slot);
+  GLINT_CRASH_POINT();
 }
 
 // ---------------------------------------------------------------- cleanup
@@ -344,32 +405,27 @@ void Store::CountObjects(int64_t* sealed, int64_t* building) const {
   }
 }
 
-void Store::ReleaseClient(uint32_t c) {
-  const uint64_t nslots = r_.num_obj_slots();
+void Store::ReleaseClient(uint32_t c, OpRecord* rec) {
   const uint64_t bit = uint64_t{1} << (c % 64);
-  // Every entry, taken or not: a transient holder bit (a get that found an
-  // entry that was being freed) can sit on a free slot too.
+  // Taken slots only: a holder bit left on a free slot is cleared by the
+  // next claimer (see Create).
   for (uint64_t b = 0; b < r_.header()->obj_num_buckets; ++b) {
-    for (uint32_t i = 0; i < kSlotsPerBucket; ++i) {
+    uint64_t used = LoadAcquire(r_.obj_bucket(b)->used);
+    while (used != 0) {
+      const uint32_t i = std::countr_zero(used);
+      used &= used - 1;
       const uint32_t slot = static_cast<uint32_t>(b * kSlotsPerBucket + i);
-      if (slot >= nslots) break;
       ObjectEntry* e = r_.entry(slot);
       if (LoadSeqCst(e->holders[c / 64]) & bit) {
         ClearHolder(slot, c);
-        MaybeFree(slot);
+        GLINT_CRASH_POINT();
       }
+      // Also finishes a delete whose last holder died before freeing it.
+      MaybeFree(slot, rec);
       const uint64_t s = LoadAcquire(e->state);
-      if (LoadRelaxed(e->creator_slot) != c) continue;
-      if (StateOf(s) == kObjCreating) {
-        const IdWords w{{LoadRelaxed(e->id[0]), LoadRelaxed(e->id[1])}};
-        const uint64_t id_hash = IdHash(w.w);
-        Abort(slot, GenOf(s), id_hash);
-      } else if (StateOf(s) == kObjClaimed || StateOf(s) == kObjKilled) {
-        // Claimed but not committed: Create still owned the blocks.
-        heap_.Free(LoadRelaxed(e->data_offset), LoadRelaxed(e->data_size));
-        heap_.Free(LoadRelaxed(e->info_offset), LoadRelaxed(e->info_size));
-        Unclaim(slot, GenOf(s));
-      }
+      if (LoadRelaxed(e->creator_slot) != c || StateOf(s) != kObjCreating) continue;
+      const IdWords w{{LoadRelaxed(e->id[0]), LoadRelaxed(e->id[1])}};
+      Abort(slot, GenOf(s), IdHash(w.w), rec);
     }
   }
 }

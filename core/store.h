@@ -53,7 +53,9 @@ class Store {
   // Claims a slot for a.id (and a.name), proves no other live object has
   // either, and commits the entry as CREATING with the payload and info
   // blocks the caller allocated (still the caller's to free on error). Errors: kAlreadyExists, kOutOfMemory (both buckets full).
-  Status Create(const CreateArgs& a, uint32_t* slot, uint64_t* gen);
+  // `rec` (may be null in unit tests) gets the slots about to be claimed.
+  Status Create(const CreateArgs& a, uint32_t* slot, uint64_t* gen,
+                OpRecord* rec = nullptr);
   // Creator only, while CREATING.
   void SetPayload(uint32_t slot, uint64_t offset, uint64_t size);
   // Creator only: CAS CREATING(gen) -> SEALED(gen), then wakes waiters (of
@@ -63,7 +65,11 @@ class Store {
   // Creator only: frees the payload and info blocks, unpublishes the entry
   // (ABORTED(gen)) and wakes waiters.
   // False when the entry is no longer this build.
-  bool Abort(uint32_t slot, uint64_t gen, uint64_t id_hash);
+  // `rec`: the caller's idle log record (its op is kOpNone again after).
+  bool Abort(uint32_t slot, uint64_t gen, uint64_t id_hash, OpRecord* rec);
+  // The tail of an abort, once the blocks are freed: FREEING(gen) ->
+  // ABORTED(gen), name and slot given back. Recovery runs it too.
+  void FinishAbort(uint32_t slot, uint64_t gen);
   // True when generation `gen` of `slot`, once seen being built, was aborted
   // (or is long gone without the caller having found it sealed).
   bool WasAborted(uint32_t slot, uint64_t gen) const;
@@ -76,9 +82,17 @@ class Store {
 
   // SEALED(gen) -> DELETING(gen); frees at once when nobody holds it.
   // Returns false if the entry was no longer SEALED(gen).
-  bool Delete(uint32_t slot, uint64_t state);
+  bool Delete(uint32_t slot, uint64_t state, OpRecord* rec);
   // Frees `slot` if it is DELETING and holder-free; exactly one caller wins.
-  void MaybeFree(uint32_t slot);
+  // `rec`: the caller's idle log record (kOpNone again after).
+  void MaybeFree(uint32_t slot, OpRecord* rec);
+  // The tail of a free, once the blocks are freed: FREEING(gen) ->
+  // EMPTY(gen), name and slot given back. Recovery runs it too.
+  void FinishFree(uint32_t slot, uint64_t gen);
+  // Gives back the entry's name slot if it still points at `slot`.
+  void ReleaseName(uint32_t slot);
+  // The hash of the entry's name; false when it has none.
+  bool NameHashOf(const ObjectEntry* e, uint64_t* hash) const;
 
   // Wakes getters sleeping in the wait bucket of `hash`, if any.
   void Wake(uint64_t hash);
@@ -93,15 +107,11 @@ class Store {
   // Releases everything client slot `c` holds and aborts what it builds.
   // REQUIRES: client `c` runs no operation (it left, or its Client is being
   // destroyed). Used by Client's destructor and by the monitor.
-  void ReleaseClient(uint32_t c);
+  void ReleaseClient(uint32_t c, OpRecord* rec);
 
  private:
-  void FreeEntry(uint32_t slot, uint64_t gen);
-  void FreeBlocks(ObjectEntry* e);
+  void FreeBlocks(ObjectEntry* e, OpRecord* rec);
   void Unclaim(uint32_t slot, uint64_t gen);
-  void ReleaseName(ObjectEntry* e);
-  // The hash of the entry's name; false when it has none.
-  bool NameHashOf(const ObjectEntry* e, uint64_t* hash) const;
   static constexpr size_t kMaxNameBytes = 255;
   enum class Verdict { kWin, kLose, kRetry };
   Verdict Verify(const CreateArgs& a, uint32_t my_slot);
