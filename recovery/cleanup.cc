@@ -1,17 +1,514 @@
 // Copyright (c) glint authors.
+//
+// Crash recovery. The decisions here all follow one pattern, "free it if
+// nobody owns it": a block, page run, table slot or name slot that the dead
+// client's log names, and that is taken, is the dead client's (and so is
+// given back) unless something live references it. What can reference it:
+//   - an entry in a state that owns its blocks (CLAIMED .. FREEING);
+//   - a span (for pages): any span not FREE owns its 16 pages;
+//   - the log record of a live client (cand, cand_pages, owned[], touch,
+//     cand_obj, cand_name): a client in the middle of taking it.
+// A reference moves from a record to an entry only after the entry holds it
+// (the record is cleared after), so reading the live records, then the
+// entries, then the live records again, sees every reference that existed
+// throughout — provided the memory was not freed and re-taken meanwhile,
+// which the free counters detect (the span state's `frees`, the page
+// epochs, the name slot's `seq`, the entry's generation): the final step
+// is a CAS (or a check) against what was read first. A live record naming
+// it means "maybe theirs": the step is deferred, not decided.
 
 #include "recovery/cleanup.h"
 
+#include <bit>
+#include <vector>
+
+#include "alloc/heap.h"
 #include "core/atomics.h"
+#include "core/crash_point.h"
+#include "core/object_table.h"
+#include "core/os.h"
 
 namespace glint::internal {
 
-void ReleaseClientSlot(core::Store* store, uint32_t slot) {
-  const core::Region& r = store->region();
-  core::ClientSlot* cs = r.client(slot);
-  store->ReleaseClient(slot);
-  core::StoreRelaxed(cs->pid, 0u);
-  core::StoreRelease(cs->state, static_cast<uint32_t>(core::kClientFree));
+namespace {
+
+using core::BlockRef;
+using core::ClientSlot;
+using core::kNoSlot;
+using core::LoadAcquire;
+using core::LoadRelaxed;
+using core::LoadSeqCst;
+using core::ObjectEntry;
+using core::OpRecord;
+using core::Region;
+using core::StoreRelaxed;
+using core::StoreRelease;
+
+constexpr uint64_t kPage = core::kPageSize;
+
+enum class Verdict { kFreed, kNotOurs, kDefer };
+
+bool OwnsBlocks(core::ObjState st) {
+  return st == core::kObjClaimed || st == core::kObjKilled ||
+         st == core::kObjCreating || st == core::kObjSealed ||
+         st == core::kObjDeleting || st == core::kObjFreeing;
+}
+
+// A byte range of the heap: [lo, hi).
+struct Range {
+  uint64_t lo, hi;
+  bool Overlaps(const Range& o) const { return lo < o.hi && o.lo < hi; }
+};
+
+// The heap bytes a block of `size` requested bytes at `off` occupies.
+Range BlockRange(uint64_t off, uint64_t size) {
+  return {off, off + alloc::AllocSize(size)};
+}
+
+class Recovery {
+ public:
+  Recovery(core::Store* store, uint32_t dead)
+      : s_(store), r_(store->region()), heap_(store->heap()), dead_(dead) {}
+
+  bool Run();
+
+ private:
+  // ---- what references what
+  bool LiveRecordsMention(const Range* block, uint32_t span1, uint32_t obj1,
+                          uint32_t name1) const;
+  bool EntryReferences(const Range& block, bool small, uint32_t exclude) const;
+  bool SpanCovers(const Range& block) const;
+
+  // ---- "free it if nobody owns it"
+  Verdict FreeBlockIfUnowned(uint64_t off, uint64_t size, uint32_t exclude);
+  Verdict FreeSmallIfUnowned(uint64_t off, uint64_t size, uint32_t exclude);
+  Verdict FreePagesIfUnowned(uint64_t off, uint64_t bytes, uint32_t exclude);
+  Verdict ReleaseObjSlotIfUnowned(uint32_t slot);
+  Verdict ReleaseNameSlotIfUnowned(uint32_t ns);
+  bool RecountSpan(uint64_t span);
+
+  // ---- the steps
+  void Note(Verdict v) {
+    if (v == Verdict::kDefer) deferred_ = true;
+  }
+  void Ref(const BlockRef& b, uint32_t exclude) {
+    const uint64_t off1 = LoadAcquire(b.off1);
+    const uint64_t size = LoadRelaxed(b.size);
+    if (off1 != 0 && size != 0) Note(FreeBlockIfUnowned(off1 - 1, size, exclude));
+  }
+  void FreeEntryBlocks(uint32_t slot);
+  void FinishRecord(OpRecord* rec);
+  void ScanEntries(OpRecord* rec0);
+  void WakeEveryWaiter();
+
+  core::Store* s_;
+  Region r_;
+  alloc::Heap& heap_;
+  uint32_t dead_;
+  bool deferred_ = false;
+};
+
+// ---------------------------------------------------------------- refs
+
+bool Recovery::LiveRecordsMention(const Range* block, uint32_t span1,
+                                  uint32_t obj1, uint32_t name1) const {
+  const uint32_t nclients = r_.header()->max_clients;
+  auto overlaps = [&](const BlockRef& b) {
+    const uint64_t off1 = LoadAcquire(b.off1);
+    const uint64_t size = LoadRelaxed(b.size);
+    return block != nullptr && off1 != 0 && size != 0 &&
+           BlockRange(off1 - 1, size).Overlaps(*block);
+  };
+  for (uint32_t c = 0; c < nclients; ++c) {
+    if (c == dead_) continue;
+    if (LoadAcquire(r_.client(c)->state) != core::kClientActive) continue;
+    for (uint32_t i = 0; i < core::kRecordsPerClient; ++i) {
+      const OpRecord* rec = r_.record(c, i);
+      if (span1 != 0 && LoadAcquire(rec->touch) == span1) return true;
+      if (obj1 != 0 && LoadAcquire(rec->cand_obj) == obj1) return true;
+      if (name1 != 0 && LoadAcquire(rec->cand_name) == name1) return true;
+      if (overlaps(rec->cand) || overlaps(rec->cand_pages) ||
+          overlaps(rec->owned[0]) || overlaps(rec->owned[1])) {
+        return true;
+      }
+    }
+  }
+  return false;
+}
+
+bool Recovery::EntryReferences(const Range& block, bool small,
+                               uint32_t exclude) const {
+  const auto* h = r_.header();
+  for (uint64_t b = 0; b < h->obj_num_buckets; ++b) {
+    uint64_t used = LoadAcquire(r_.obj_bucket(b)->used);
+    while (used != 0) {
+      const uint32_t slot = static_cast<uint32_t>(b * core::kSlotsPerBucket +
+                                                  std::countr_zero(used));
+      used &= used - 1;
+      if (slot == exclude) continue;
+      const ObjectEntry* e = r_.entry(slot);
+      if (!OwnsBlocks(core::StateOf(LoadAcquire(e->state)))) continue;
+      const uint64_t dsize = LoadRelaxed(e->data_size);
+      const uint64_t isize = LoadRelaxed(e->info_size);
+      for (auto [off, size] : {std::pair{LoadRelaxed(e->data_offset), dsize},
+                               std::pair{LoadRelaxed(e->info_offset), isize}}) {
+        if (size == 0) continue;
+        const bool esmall = size <= alloc::kMaxSmallSize;
+        if (small && esmall && off == block.lo) return true;
+        if (!small && !esmall && BlockRange(off, size).Overlaps(block)) return true;
+      }
+    }
+  }
+  return false;
+}
+
+bool Recovery::SpanCovers(const Range& block) const {
+  const uint64_t first = block.lo / core::kSpanSize;
+  const uint64_t last = (block.hi - 1) / core::kSpanSize;
+  for (uint64_t i = first; i <= last && i < r_.header()->num_spans; ++i) {
+    if (core::SpanKindOf(LoadAcquire(r_.span(i)->state)) != core::kSpanFree) {
+      return true;
+    }
+  }
+  return false;
+}
+
+// ---------------------------------------------------------------- decisions
+
+Verdict Recovery::FreeBlockIfUnowned(uint64_t off, uint64_t size, uint32_t exclude) {
+  if (off >= r_.header()->heap_size || size > r_.header()->heap_size) {
+    return Verdict::kNotOurs;  // never trust the region
+  }
+  return size <= alloc::kMaxSmallSize ? FreeSmallIfUnowned(off, size, exclude)
+                                      : FreePagesIfUnowned(off, alloc::AllocSize(size),
+                                                           exclude);
+}
+
+Verdict Recovery::FreeSmallIfUnowned(uint64_t off, uint64_t size, uint32_t exclude) {
+  const uint32_t cls = alloc::SizeClassOf(size);
+  const uint64_t span = off / core::kSpanSize;
+  const uint64_t csize = alloc::ClassSize(cls);
+  if (span >= r_.header()->num_spans || (off % core::kSpanSize) % csize != 0) {
+    return Verdict::kNotOurs;
+  }
+  const uint64_t block = (off % core::kSpanSize) / csize;
+  if (block >= alloc::BlocksPerSpan(cls)) return Verdict::kNotOurs;
+  const Range rng = BlockRange(off, size);
+  for (int attempt = 0; attempt < 8; ++attempt) {
+    // (0) the span's state, then the bit.
+    const uint64_t st0 = LoadSeqCst(r_.span(span)->state);
+    if (core::SpanKindOf(st0) != core::kSpanActive || core::SpanClassOf(st0) != cls) {
+      return Verdict::kNotOurs;  // not a taken block of this class
+    }
+    const uint64_t bits = LoadSeqCst(r_.span(span)->bits[block / 64]);
+    if ((bits & (uint64_t{1} << (block % 64))) == 0) return Verdict::kNotOurs;
+    // (1) live records, (2) entries, (3) live records again.
+    const uint32_t span1 = static_cast<uint32_t>(span + 1);
+    if (LiveRecordsMention(&rng, span1, 0, 0)) return Verdict::kDefer;
+    if (EntryReferences(rng, true, exclude)) return Verdict::kNotOurs;
+    if (LiveRecordsMention(&rng, span1, 0, 0)) return Verdict::kDefer;
+    // (4) nothing taken or freed in the span since (0): it is ours.
+    if (heap_.RecoverBlock(off, cls, st0)) {
+      GLINT_CRASH_POINT();
+      return Verdict::kFreed;
+    }
+  }
+  return Verdict::kDefer;
+}
+
+Verdict Recovery::FreePagesIfUnowned(uint64_t off, uint64_t bytes, uint32_t exclude) {
+  const auto* h = r_.header();
+  if (off % kPage != 0 || bytes == 0 || off + bytes > h->heap_size) {
+    return Verdict::kNotOurs;
+  }
+  const uint64_t p0 = off / kPage, np = bytes / kPage;
+  const uint64_t w0 = p0 / 64, w1 = (p0 + np - 1) / 64;
+  auto mask_of = [&](uint64_t w) {
+    const uint64_t lo = std::max(p0, w * 64) - w * 64;
+    const uint64_t hi = std::min(p0 + np, w * 64 + 64) - w * 64;
+    return (hi - lo == 64 ? ~uint64_t{0} : ((uint64_t{1} << (hi - lo)) - 1)) << lo;
+  };
+  for (int attempt = 0; attempt < 8; ++attempt) {
+    // (0) epochs, then bits.
+    std::vector<uint64_t> epoch, taken;
+    for (uint64_t w = w0; w <= w1; ++w) {
+      epoch.push_back(LoadSeqCst(r_.page_epochs()[w]));
+      taken.push_back(LoadSeqCst(r_.page_bitmap()[w]) & mask_of(w));
+    }
+    bool any = false;
+    for (uint64_t t : taken) any |= t != 0;
+    if (!any) return Verdict::kNotOurs;
+    const Range rng{off, off + bytes};
+    if (LiveRecordsMention(&rng, 0, 0, 0)) return Verdict::kDefer;
+    // (2) per page: a span not FREE, or an entry's page run, owns it.
+    for (uint64_t w = w0; w <= w1; ++w) {
+      uint64_t& t = taken[w - w0];
+      uint64_t m = t;
+      while (m != 0) {
+        const uint32_t bit = std::countr_zero(m);
+        m &= m - 1;
+        const Range page{(w * 64 + bit) * kPage, (w * 64 + bit + 1) * kPage};
+        if (SpanCovers(page) || EntryReferences(page, false, exclude)) {
+          t &= ~(uint64_t{1} << bit);
+        }
+      }
+    }
+    if (LiveRecordsMention(&rng, 0, 0, 0)) return Verdict::kDefer;
+    // (4) still taken and no free in between (epoch read after the bits).
+    bool stable = true;
+    for (uint64_t w = w0; w <= w1 && stable; ++w) {
+      const uint64_t now = LoadSeqCst(r_.page_bitmap()[w]);
+      stable = (now & taken[w - w0]) == taken[w - w0] &&
+               LoadSeqCst(r_.page_epochs()[w]) == epoch[w - w0];
+    }
+    if (!stable) continue;
+    bool freed = false;
+    for (uint64_t w = w0; w <= w1; ++w) {
+      if (taken[w - w0] != 0) {
+        heap_.RecoverPages(w, taken[w - w0]);
+        GLINT_CRASH_POINT();
+        freed = true;
+      }
+    }
+    return freed ? Verdict::kFreed : Verdict::kNotOurs;
+  }
+  return Verdict::kDefer;
+}
+
+Verdict Recovery::ReleaseObjSlotIfUnowned(uint32_t slot) {
+  if (slot >= r_.num_obj_slots()) return Verdict::kNotOurs;
+  core::BucketHeader* bh = r_.obj_bucket(slot / core::kSlotsPerBucket);
+  const uint64_t bit = uint64_t{1} << (slot % core::kSlotsPerBucket);
+  const uint64_t s0 = LoadSeqCst(r_.entry(slot)->state);
+  const core::ObjState st = core::StateOf(s0);
+  if (st != core::kObjEmpty && st != core::kObjAborted) return Verdict::kNotOurs;
+  if ((LoadSeqCst(bh->used) & bit) == 0) return Verdict::kNotOurs;
+  if (LiveRecordsMention(nullptr, 0, slot + 1, 0)) return Verdict::kDefer;
+  // A claimer writes CLAIMED(gen + 1) right after its claim: an unchanged
+  // state with the bit still set means nobody claimed it since (0).
+  if (LoadSeqCst(r_.entry(slot)->state) != s0 || (LoadSeqCst(bh->used) & bit) == 0) {
+    return Verdict::kDefer;
+  }
+  s_->table().ReleaseObjectSlot(slot);
+  GLINT_CRASH_POINT();
+  return Verdict::kFreed;
+}
+
+Verdict Recovery::ReleaseNameSlotIfUnowned(uint32_t ns) {
+  if (ns >= r_.header()->name_num_buckets * core::kSlotsPerBucket) {
+    return Verdict::kNotOurs;
+  }
+  core::BucketHeader* bh = r_.name_bucket(ns / core::kSlotsPerBucket);
+  const uint64_t bit = uint64_t{1} << (ns % core::kSlotsPerBucket);
+  core::NameEntry* ne = r_.name_entry(ns);
+  const uint32_t q0 = LoadSeqCst(ne->seq);
+  if (LoadSeqCst(ne->obj_slot) != kNoSlot) return Verdict::kNotOurs;  // bound
+  if ((LoadSeqCst(bh->used) & bit) == 0) return Verdict::kNotOurs;
+  if (LiveRecordsMention(nullptr, 0, 0, ns + 1)) return Verdict::kDefer;
+  if (LoadSeqCst(ne->obj_slot) != kNoSlot || LoadSeqCst(ne->seq) != q0 ||
+      (LoadSeqCst(bh->used) & bit) == 0) {
+    return Verdict::kDefer;
+  }
+  s_->table().ReleaseNameSlot(ns);
+  GLINT_CRASH_POINT();
+  return Verdict::kFreed;
+}
+
+// The dead client may have reserved a block without taking one (count one
+// too high) or freed one without giving the count back: with no live client
+// touching the span, the count is its number of taken blocks.
+bool Recovery::RecountSpan(uint64_t span) {
+  if (span >= r_.header()->num_spans) return true;
+  for (int attempt = 0; attempt < 8; ++attempt) {
+    const uint64_t st0 = LoadSeqCst(r_.span(span)->state);
+    const core::SpanKind kind = core::SpanKindOf(st0);
+    if (kind != core::kSpanActive) return true;
+    const uint32_t span1 = static_cast<uint32_t>(span + 1);
+    if (LiveRecordsMention(nullptr, span1, 0, 0)) return false;
+    if (heap_.RecountSpan(span, st0)) return true;
+  }
+  return false;
+}
+
+// ---------------------------------------------------------------- steps
+
+void Recovery::FreeEntryBlocks(uint32_t slot) {
+  const ObjectEntry* e = r_.entry(slot);
+  const uint64_t doff = LoadRelaxed(e->data_offset), dsize = LoadRelaxed(e->data_size);
+  const uint64_t ioff = LoadRelaxed(e->info_offset), isize = LoadRelaxed(e->info_size);
+  if (dsize != 0) Note(FreeBlockIfUnowned(doff, dsize, slot));
+  if (isize != 0) Note(FreeBlockIfUnowned(ioff, isize, slot));
+}
+
+// One record of the dead client: finish or undo its operation.
+void Recovery::FinishRecord(OpRecord* rec) {
+  const uint32_t op = LoadAcquire(rec->op);
+  const uint32_t slot = LoadRelaxed(rec->obj_slot);
+  const uint64_t gen = LoadRelaxed(rec->gen);
+  const bool slot_ok = slot < r_.num_obj_slots();
+  ObjectEntry* e = slot_ok ? r_.entry(slot) : nullptr;
+  const uint64_t st = slot_ok ? LoadSeqCst(e->state) : 0;
+
+  if (op == core::kOpResize && slot_ok && st == core::MakeState(gen, core::kObjCreating)) {
+    // SetPayload is two stores: make offset and size agree again.
+    const uint64_t off = LoadRelaxed(e->data_offset);
+    for (const BlockRef* b : {&rec->owned[0], &rec->owned[1]}) {
+      const uint64_t off1 = LoadRelaxed(b->off1);
+      if (off1 != 0 && off1 - 1 == off) {
+        StoreRelaxed(e->data_size, LoadRelaxed(b->size));
+        break;
+      }
+    }
+  }
+  if ((op == core::kOpAbort || op == core::kOpFreeEntry || op == core::kOpUnclaim) &&
+      slot_ok && core::GenOf(st) == gen) {
+    const core::ObjState now = core::StateOf(st);
+    const bool freeing = now == core::kObjFreeing;
+    const bool unclaiming = op == core::kOpUnclaim &&
+                            (now == core::kObjClaimed || now == core::kObjKilled);
+    if (freeing || unclaiming) {
+      uint64_t name_hash = 0;
+      const bool named = s_->NameHashOf(e, &name_hash);
+      FreeEntryBlocks(slot);
+      if (!deferred_) {
+        if (op == core::kOpAbort) {
+          s_->FinishAbort(slot, gen);
+        } else {
+          s_->FinishFree(slot, gen);
+        }
+        const core::IdWords w{{LoadRelaxed(e->id[0]), LoadRelaxed(e->id[1])}};
+        s_->Wake(core::IdHash(w.w));
+        if (named) s_->Wake(name_hash);
+      }
+    } else if (now == core::kObjEmpty || now == core::kObjAborted) {
+      Note(ReleaseObjSlotIfUnowned(slot));
+    }
+  }
+  // A RETIRING span this client was retiring: finish clearing it (its
+  // pages are freed below, through cand_pages, once nothing owns them).
+  const uint32_t touch = LoadAcquire(rec->touch);
+  if (touch != 0 && touch - 1 < r_.header()->num_spans) {
+    const uint64_t sst = LoadAcquire(r_.span(touch - 1)->state);
+    if (core::SpanKindOf(sst) == core::kSpanRetiring) {
+      if (LiveRecordsMention(nullptr, touch, 0, 0)) {
+        deferred_ = true;
+      } else {
+        heap_.FinishRetire(touch - 1);
+      }
+    }
+  }
+  // Blocks and runs it was taking or held unattached.
+  Ref(rec->cand, kNoSlot);
+  Ref(rec->owned[0], kNoSlot);
+  Ref(rec->owned[1], kNoSlot);
+  {
+    const uint64_t off1 = LoadAcquire(rec->cand_pages.off1);
+    const uint64_t size = LoadRelaxed(rec->cand_pages.size);
+    if (off1 != 0 && size != 0) Note(FreePagesIfUnowned(off1 - 1, size, kNoSlot));
+  }
+  if (touch != 0 && !RecountSpan(touch - 1)) deferred_ = true;
+  // Table and name slots it was claiming.
+  const uint32_t co = LoadAcquire(rec->cand_obj);
+  if (co != 0) Note(ReleaseObjSlotIfUnowned(co - 1));
+  const uint32_t cn = LoadAcquire(rec->cand_name);
+  if (cn != 0) Note(ReleaseNameSlotIfUnowned(cn - 1));
+  // A getter that died asleep: take its count out of the bucket.
+  const uint32_t wb = LoadAcquire(rec->wait_bucket);
+  if (wb != 0 && wb - 1 < core::kNumWaitBuckets) {
+    StoreRelease(rec->wait_bucket, 0u);  // first: never decrement twice
+    r_.wait_bucket(wb - 1)->waiters.fetch_sub(1, std::memory_order_seq_cst);
+  }
+  if (deferred_) return;
+  // Done with this record: clear it (op last).
+  StoreRelaxed(rec->cand_obj, 0u);
+  StoreRelaxed(rec->cand_name, 0u);
+  StoreRelaxed(rec->touch, 0u);
+  core::ClearBlockRef(rec->cand);
+  core::ClearBlockRef(rec->cand_pages);
+  core::ClearBlockRef(rec->owned[0]);
+  core::ClearBlockRef(rec->owned[1]);
+  StoreRelease(rec->op, static_cast<uint32_t>(core::kOpNone));
+}
+
+// Every taken entry: the dead client's holder bits go (and a deleted object
+// it was the last holder of is freed); what it was building is aborted (its
+// waiters wake with kAborted); what it claimed but never committed is given
+// back. Each change on its behalf is logged in its record 0 first, so a
+// monitor killed here leaves the next one a record to finish.
+void Recovery::ScanEntries(OpRecord* rec0) {
+  const auto* h = r_.header();
+  const uint64_t bit = uint64_t{1} << (dead_ % 64);
+  const uint32_t serial = static_cast<uint32_t>(LoadRelaxed(r_.client(dead_)->serial));
+  for (uint64_t b = 0; b < h->obj_num_buckets; ++b) {
+    uint64_t used = LoadAcquire(r_.obj_bucket(b)->used);
+    while (used != 0) {
+      const uint32_t slot = static_cast<uint32_t>(b * core::kSlotsPerBucket +
+                                                  std::countr_zero(used));
+      used &= used - 1;
+      ObjectEntry* e = r_.entry(slot);
+      if (LoadSeqCst(e->holders[dead_ / 64]) & bit) s_->ClearHolder(slot, dead_);
+      s_->MaybeFree(slot, rec0);
+      const uint64_t st = LoadAcquire(e->state);
+      if (LoadRelaxed(e->creator_slot) != dead_ ||
+          LoadRelaxed(e->creator_serial) != serial) {
+        continue;
+      }
+      const core::ObjState now = core::StateOf(st);
+      if (now == core::kObjCreating) {
+        const core::IdWords w{{LoadRelaxed(e->id[0]), LoadRelaxed(e->id[1])}};
+        s_->Abort(slot, core::GenOf(st), core::IdHash(w.w), rec0);
+      } else if (now == core::kObjClaimed || now == core::kObjKilled) {
+        StoreRelaxed(rec0->obj_slot, slot);
+        StoreRelaxed(rec0->gen, core::GenOf(st));
+        StoreRelease(rec0->op, static_cast<uint32_t>(core::kOpUnclaim));
+        FinishRecord(rec0);
+      }
+    }
+  }
+}
+
+// Wake-ups the dead client owed (it died between sealing or aborting and
+// waking): every bucket with a sleeper gets one. Waiters re-check, so a
+// spurious wake-up costs them a look, nothing more.
+void Recovery::WakeEveryWaiter() {
+  for (uint32_t i = 0; i < core::kNumWaitBuckets; ++i) {
+    core::WaitBucket* wb = r_.wait_bucket(i);
+    if (LoadSeqCst(wb->waiters) == 0) continue;
+    wb->seq.fetch_add(1, std::memory_order_seq_cst);
+    os::FutexWakeAll(&wb->seq);
+  }
+}
+
+bool Recovery::Run() {
+  ClientSlot* cs = r_.client(dead_);
+  if (LoadAcquire(cs->state) == core::kClientFree) return true;
+  StoreRelease(cs->state, static_cast<uint32_t>(core::kClientRecovering));
+  for (uint32_t i = 0; i < core::kRecordsPerClient; ++i) {
+    OpRecord* rec = r_.record(dead_, i);
+    if (LoadAcquire(rec->op) != core::kOpNone || LoadAcquire(rec->touch) != 0 ||
+        LoadAcquire(rec->cand.off1) != 0 || LoadAcquire(rec->cand_pages.off1) != 0 ||
+        LoadAcquire(rec->cand_obj) != 0 || LoadAcquire(rec->cand_name) != 0 ||
+        LoadAcquire(rec->wait_bucket) != 0) {
+      const bool before = deferred_;
+      deferred_ = false;
+      FinishRecord(rec);
+      deferred_ = deferred_ || before;
+    }
+  }
+  if (!deferred_) ScanEntries(r_.record(dead_, 0));
+  WakeEveryWaiter();
+  heap_.RebuildHints();
+  if (deferred_) return false;
+  StoreRelaxed(cs->pid, 0u);
+  StoreRelease(cs->state, static_cast<uint32_t>(core::kClientFree));
+  return true;
+}
+
+}  // namespace
+
+bool RecoverClient(core::Store* store, uint32_t slot) {
+  if (slot >= store->region().header()->max_clients) return true;
+  return Recovery(store, slot).Run();
 }
 
 }  // namespace glint::internal
