@@ -28,6 +28,7 @@
 // there too), so with one client, client and server are on different cores.
 //
 // Usage: glint_compare [--quick] [--redis SOCKET] [--only WORKLOAD,...]
+//                      [--systems SYSTEM,...]
 
 #include <linux/futex.h>
 #include <signal.h>
@@ -62,11 +63,13 @@ constexpr int64_t kSleepPauseNs = 60 * 1000;  // > glint's 20 µs spin
 struct Options {
   bool quick = false;
   std::string redis;
-  std::string only;  // comma-separated workloads; empty: all
-  bool Wants(const char* w) const {
-    return only.empty() || ("," + only + ",").find("," + std::string(w) + ",") !=
+  std::string only;     // comma-separated workloads; empty: all
+  std::string systems;  // comma-separated systems; empty: all
+  static bool In(const std::string& list, const std::string& w) {
+    return list.empty() || ("," + list + ",").find("," + w + ",") !=
                                std::string::npos;
   }
+  bool Wants(const char* w) const { return In(only, w); }
   uint64_t Scale(uint64_t n) const {
     return quick ? std::max<uint64_t>(10, n / 10) : n;
   }
@@ -415,10 +418,13 @@ int Main(int argc, char** argv) {
       o.redis = argv[++i];
     } else if (a == "--only" && i + 1 < argc) {
       o.only = argv[++i];
+    } else if (a == "--systems" && i + 1 < argc) {
+      o.systems = argv[++i];
     } else {
       std::fprintf(stderr,
                    "usage: glint_compare [--quick] [--redis SOCKET] "
-                   "[--only floor,latency,handoff,cycle]\n");
+                   "[--only floor,latency,handoff,cycle] "
+                   "[--systems glint,global-lock,socket,redis]\n");
       return 2;
     }
   }
@@ -463,6 +469,9 @@ int Main(int argc, char** argv) {
   if (!o.redis.empty()) {
     systems.push_back({"redis", false, true, [&] { return ConnectRedis(o.redis); }});
   }
+
+  std::erase_if(systems,
+                [&](const System& s) { return !Options::In(o.systems, s.name); });
 
   if (o.Wants("floor")) {
     FloorTimer(o);
