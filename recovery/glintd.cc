@@ -1,6 +1,7 @@
 // Copyright (c) glint authors.
 //
 // glintd: runs a glint store in the foreground until SIGTERM or SIGINT.
+// Restarted after a SIGKILL, it re-attaches the region it left (Monitor::Start).
 
 #include <signal.h>
 #include <unistd.h>
@@ -37,7 +38,10 @@ int main(int argc, char** argv) {
   bool no_prefault = false;
   CLI::App app{"glintd: serve a glint shared-memory object store.\n"
                "Runs in the foreground; SIGTERM or SIGINT stops it cleanly\n"
-               "(removes its socket and unlinks its region)."};
+               "(removes its socket and unlinks its region). Killed otherwise\n"
+               "(SIGKILL, a crash), it leaves the region in place: started\n"
+               "again on the same socket, it re-attaches that region with its\n"
+               "objects and geometry, and recovers the clients that died."};
   app.add_option("--socket", opt.socket_path,
                  "unix socket clients connect to; the region's name derives from it")
       ->capture_default_str();
@@ -93,8 +97,9 @@ int main(int argc, char** argv) {
   }
   LogLine("serving " + monitor->socket_path() + " region " +
           monitor->region_path() + " capacity " +
-          glint::tools::FormatSize(opt.capacity) + " max-clients " +
-          std::to_string(opt.max_clients));
+          glint::tools::FormatSize(monitor->capacity()) + " max-clients " +
+          std::to_string(monitor->max_clients()) +
+          (monitor->reattached() ? " (re-attached)" : ""));
   int sig = 0;
   sigwait(&stop, &sig);
   LogLine(std::string("stopping on ") + (sig == SIGINT ? "SIGINT" : "SIGTERM"));

@@ -23,6 +23,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -60,6 +61,8 @@ class MonitorImpl {
   pid_t owner_pid_ = 0;
   bool inert_ = false;
   bool ring_ready_ = false;
+  bool created_region_ = false;  // this monitor made the region file
+  bool reattached_ = false;      // it re-attached one left by another
   std::atomic<int> clients_{0};
   std::unique_ptr<std::thread> thread_;
   // Held by the monitor thread while it changes its connections and its
@@ -96,6 +99,9 @@ class MonitorImpl {
     pid_t pid = 0;
   };
   Status CreateRegion();
+  Status FillNewRegion(const std::string& tmp, core::RegionHeader* layout);
+  Status AttachRegion();
+  void RecoverClients();
   void RequestHugepages();
   Status CreateSocket();
   Status CreateRing();
@@ -304,8 +310,19 @@ Status MonitorImpl::Init(const StoreOptions& o) {
     unlink(o.socket_path.c_str());  // left by a store that died
   }
   region_path_ = RegionPathFor(o);
-  Status s = CreateRegion();
-  if (!s.ok()) return s;
+  // A region file without a live store is what a monitor killed with
+  // SIGKILL left: its objects and its clients live on. Re-attach it and
+  // finish the recovery of clients that died meanwhile; never wipe it.
+  struct stat rst;
+  Status s;
+  if (lstat(region_path_.c_str(), &rst) == 0) {
+    s = AttachRegion();
+    if (!s.ok()) return s;
+    RecoverClients();
+  } else {
+    s = CreateRegion();
+    if (!s.ok()) return s;
+  }
   s = CreateSocket();
   if (!s.ok()) return s;
   wake_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -334,15 +351,39 @@ Status MonitorImpl::CreateRegion() {
                                  std::to_string(size_));
     }
   }
-  // A region left by a store that died is replaced (crash recovery, which
-  // re-attaches it, is a later step of the project).
-  unlink(region_path_.c_str());
-  region_fd_ = open(region_path_.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC,
+  // Built under a temporary name and renamed into place once formatted, so
+  // that a file at region_path_ is always a whole region: a monitor killed
+  // half-way leaves only the temporary file (removed by the next start).
+  const std::string tmp = region_path_ + ".new";
+  unlink(tmp.c_str());
+  region_fd_ = open(tmp.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC,
                     options_.mode);
-  if (region_fd_ < 0) return os::ErrnoStatus(errno, "create region", region_path_);
+  if (region_fd_ < 0) return os::ErrnoStatus(errno, "create region", tmp);
+  s = FillNewRegion(tmp, &layout);
+  if (s.ok() && renameat2(AT_FDCWD, tmp.c_str(), AT_FDCWD, region_path_.c_str(),
+                          RENAME_NOREPLACE) != 0) {
+    s = errno == EEXIST
+            ? Status::AlreadyExists(region_path_ +
+                                    " appeared while this store started; is "
+                                    "another glintd starting on " +
+                                    options_.socket_path + "?")
+            : os::ErrnoStatus(errno, "rename the new region to", region_path_);
+  }
+  if (!s.ok()) {
+    unlink(tmp.c_str());
+    return s;
+  }
+  created_region_ = true;
+  store_ = std::make_unique<core::Store>(core::Region(base_, size_));
+  return Status::OK();
+}
+
+Status MonitorImpl::FillNewRegion(const std::string& tmp,
+                                  core::RegionHeader* layout_in) {
+  core::RegionHeader& layout = *layout_in;
   fchmod(region_fd_, options_.mode);  // umask must not narrow what was asked
   if (ftruncate(region_fd_, static_cast<off_t>(size_)) != 0) {
-    return os::ErrnoStatus(errno, "size region", region_path_);
+    return os::ErrnoStatus(errno, "size region", tmp);
   }
   if (options_.prefault) {
     // Allocate every page now, so that no client takes a SIGBUS later and no
@@ -350,12 +391,13 @@ Status MonitorImpl::CreateRegion() {
     const int err = posix_fallocate(region_fd_, 0, static_cast<off_t>(size_));
     if (err != 0) {
       return Status::OutOfMemory("cannot allocate " + std::to_string(size_) +
-                                 " bytes for " + region_path_ + ": " +
+                                 " bytes for " + tmp + ": " +
                                  std::strerror(err));
     }
   }
   void* base = nullptr;
-  s = os::MapShared(region_fd_, static_cast<int64_t>(size_), options_.prefault, &base);
+  Status s = os::MapShared(region_fd_, static_cast<int64_t>(size_),
+                           options_.prefault, &base);
   if (!s.ok()) return s;
   base_ = static_cast<uint8_t*>(base);
   if (options_.hugepages) RequestHugepages();
@@ -367,8 +409,143 @@ Status MonitorImpl::CreateRegion() {
   const std::string abs = AbsolutePath(options_.socket_path);
   std::strncpy(layout.socket_path, abs.c_str(), sizeof(layout.socket_path) - 1);
   core::Region::Format(base_, layout);
+  return Status::OK();
+}
+
+Status MonitorImpl::AttachRegion() {
+  const std::string& path = region_path_;
+  auto refuse = [&](StatusCode code, const std::string& problem) {
+    return Status(code, "the region file " + path + " exists but " + problem +
+                            "; refusing to re-attach or replace it (delete it "
+                            "to start an empty store on " +
+                            options_.socket_path + ")");
+  };
+  region_fd_ = open(path.c_str(), O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+  if (region_fd_ < 0) return os::ErrnoStatus(errno, "open the existing region", path);
+  struct stat st;
+  if (fstat(region_fd_, &st) != 0) return os::ErrnoStatus(errno, "fstat", path);
+  if (!S_ISREG(st.st_mode)) {
+    return refuse(StatusCode::kCorrupt, "is not a regular file");
+  }
+  if (static_cast<uint64_t>(st.st_size) < core::kPageSize) {
+    return refuse(StatusCode::kCorrupt,
+                  "is too small to be a glint region (" +
+                      std::to_string(st.st_size) + " bytes)");
+  }
+  size_ = static_cast<uint64_t>(st.st_size);
+  // Not populated: the file may be anything until it validates, and a
+  // region's pages were allocated when it was created.
+  void* base = nullptr;
+  Status s = os::MapShared(region_fd_, static_cast<int64_t>(size_), false, &base);
+  if (!s.ok()) return s;
+  base_ = static_cast<uint8_t*>(base);
+  s = core::Region::Validate(base_, size_);
+  if (!s.ok()) {
+    return refuse(s.code(), "is not a region this glintd can re-attach: " +
+                                s.message());
+  }
+  core::RegionHeader* h = reinterpret_cast<core::RegionHeader*>(base_);
+  Log("re-attached the existing region " + path + " (capacity " +
+      std::to_string(h->heap_size) + " bytes, max-objects " +
+      std::to_string(h->max_objects) + ", max-clients " +
+      std::to_string(h->max_clients) +
+      "): its objects are kept, its clients checked");
+  // Its geometry is the region's own; options that differ are ignored.
+  core::RegionHeader want;
+  core::LayoutParams p{static_cast<uint64_t>(options_.capacity),
+                       static_cast<uint64_t>(options_.max_objects),
+                       static_cast<uint32_t>(options_.max_clients)};
+  if (core::ComputeLayout(p, &want).ok()) {
+    auto differs = [&](const char* what, uint64_t asked, uint64_t kept) {
+      if (asked == kept) return;
+      Log(std::string("warning: ") + what + " " + std::to_string(asked) +
+          " was asked, but the existing region's " + what + " " +
+          std::to_string(kept) +
+          " is kept (delete the region file to change it)");
+    };
+    differs("capacity", want.heap_size, h->heap_size);
+    differs("max-objects", want.max_objects, h->max_objects);
+    differs("max-clients", want.max_clients, h->max_clients);
+  }
+  const std::string abs = AbsolutePath(options_.socket_path);
+  if (strncmp(h->socket_path, abs.c_str(), sizeof(h->socket_path)) != 0) {
+    Log("warning: the region was created for socket '" +
+        std::string(h->socket_path, strnlen(h->socket_path, sizeof(h->socket_path))) +
+        "', not " + abs);
+  }
+  // Clients may read the header right now: a single atomic store.
+  std::atomic_ref<uint32_t>(h->monitor_pid)
+      .store(static_cast<uint32_t>(getpid()), std::memory_order_relaxed);
+  if (options_.hugepages) RequestHugepages();
+  reattached_ = true;
   store_ = std::make_unique<core::Store>(core::Region(base_, size_));
   return Status::OK();
+}
+
+// After a re-attach: every slot still taken belongs to a client registered
+// by an earlier monitor. Clients whose process is gone (no pidfd, or the
+// pid now names a process that started at another time) are recovered now;
+// live ones are watched through their pidfd and recovered when they exit.
+// They have no socket to this monitor, so they leave only by exiting.
+void MonitorImpl::RecoverClients() {
+  const core::Region r(base_, size_);
+  const uint32_t n = r.header()->max_clients;  // validated: <= kMaxClients
+  int recovered = 0;
+  int watched = 0;
+  for (uint32_t i = 0; i < n; ++i) {
+    core::ClientSlot* cs = r.client(i);
+    if (core::LoadAcquire(cs->state) == core::kClientFree) continue;
+    const uint32_t raw_pid = core::LoadRelaxed(cs->pid);
+    const uint64_t start = core::LoadRelaxed(cs->pid_start_time);
+    const pid_t pid = static_cast<pid_t>(raw_pid);
+    int pidfd = -1;
+    std::string why;
+    if (raw_pid == 0 || raw_pid > static_cast<uint32_t>(INT32_MAX)) {
+      why = "no valid pid in its slot";
+    } else {
+      pidfd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
+      if (pidfd < 0 && errno != ESRCH) {
+        // Cannot tell (out of descriptors?): leave the slot as it is rather
+        // than recover a client that may still run.
+        Log("warning: client " + std::to_string(i) + " (pid " +
+            std::to_string(pid) + "): cannot watch it (pidfd: " +
+            std::strerror(errno) + "); its slot stays taken");
+        continue;
+      }
+      if (pidfd < 0) {
+        why = "died while no monitor ran";
+      } else {
+        // Read after the pidfd is open: if the pid is reused now, the
+        // start time shows it; if later, the pidfd reports the exit.
+        const uint64_t now_start = ProcessStartTime(pid);
+        if (start != 0 && now_start != 0 && now_start != start) {
+          close(pidfd);
+          pidfd = -1;
+          why = "died while no monitor ran; its pid now names another process";
+        }
+      }
+    }
+    if (pidfd < 0) {
+      ReleaseClientSlot(store_.get(), i);
+      ++recovered;
+      Log("client " + std::to_string(i) + " (pid " + std::to_string(raw_pid) +
+          ") " + why + "; recovered");
+      continue;
+    }
+    const uint64_t id = next_conn_id_++;
+    Conn& c = conns_[id];
+    c.id = id;
+    c.registered = true;
+    c.slot = i;
+    c.pid = pid;
+    c.pidfd = pidfd;  // armed when the loop starts
+    clients_.fetch_add(1);
+    ++watched;
+    Log("client " + std::to_string(i) + " (pid " + std::to_string(pid) +
+        ") still runs; watching it");
+  }
+  Log("re-attach: " + std::to_string(recovered) + " dead client(s) recovered, " +
+      std::to_string(watched) + " live one(s) watched");
 }
 
 // Shared memory gets huge pages through shmem THP: "always" and
@@ -766,10 +943,11 @@ MonitorImpl::~MonitorImpl() {
     unlink(options_.socket_path.c_str());
   }
   if (wake_fd_ >= 0) close(wake_fd_);
-  if (region_fd_ >= 0) {
-    close(region_fd_);
-    unlink(region_path_.c_str());
-  }
+  if (region_fd_ >= 0) close(region_fd_);
+  // A clean stop of a store that served removes its region. A start that
+  // failed leaves a region it re-attached or refused (Start removes one it
+  // created).
+  if (thread_ != nullptr) unlink(region_path_.c_str());
   if (base_ != nullptr) munmap(base_, size_);
 }
 
@@ -795,10 +973,10 @@ Status Monitor::Start(const StoreOptions& options, std::unique_ptr<Monitor>* out
   Status s = impl->Init(options);
   if (!s.ok()) {
     // Leave nothing half-built behind.
+    // A region it re-attached (or refused) stays: it holds objects.
     const bool made_socket = impl->listen_fd_ >= 0;
-    const bool made_region = impl->region_fd_ >= 0;
     if (made_socket) unlink(options.socket_path.c_str());
-    if (made_region) unlink(impl->region_path_.c_str());
+    if (impl->created_region_) unlink(impl->region_path_.c_str());
     return s;
   }
   std::unique_ptr<Monitor> m(new Monitor());
@@ -812,5 +990,14 @@ Monitor::~Monitor() = default;
 const std::string& Monitor::socket_path() const { return impl_->options_.socket_path; }
 const std::string& Monitor::region_path() const { return impl_->region_path_; }
 int Monitor::clients() const { return impl_->clients_.load(); }
+bool Monitor::reattached() const { return impl_->reattached_; }
+int64_t Monitor::capacity() const {
+  return static_cast<int64_t>(
+      reinterpret_cast<const core::RegionHeader*>(impl_->base_)->heap_size);
+}
+int32_t Monitor::max_clients() const {
+  return static_cast<int32_t>(
+      reinterpret_cast<const core::RegionHeader*>(impl_->base_)->max_clients);
+}
 
 }  // namespace glint

@@ -7,6 +7,10 @@
 //
 // Thread safety: Start and the destructor may be called from any thread;
 // the accessors are safe from any thread.
+//
+// The monitor's event loop runs on io_uring: accepts, the clients' sockets,
+// a pidfd per client (opened when it registers) and its timers all go
+// through one ring. It never polls /proc.
 
 #ifndef GLINT_MONITOR_H_
 #define GLINT_MONITOR_H_
@@ -55,14 +59,30 @@ class Monitor {
   // Creates the region and the socket and serves registrations from a
   // background thread until the Monitor is destroyed. Blocks only while it
   // sets up.
+  //
+  // Restart: when no live store serves socket_path but its region file
+  // (region_path()) exists, as a monitor killed with SIGKILL leaves it, Start
+  // re-attaches that region instead of creating one: its objects stay, and
+  // its geometry too (capacity, max_objects and max_clients of `options`
+  // are then ignored, with a warning in the log when they differ). Before
+  // it returns, every client slot whose process is gone (no such pid, or the
+  // pid now names a process with another start time) is recovered; clients
+  // still running are watched and recovered when they exit. A region file
+  // that does not validate (another program's file, truncated, another
+  // layout version) is never replaced: Start fails and names it.
+  //
   // Errors: kInvalidArgument (an option out of range), kAlreadyExists (a live
   // store already serves socket_path), kOutOfMemory (the shm directory cannot
-  // hold the region), kPermissionDenied, kIOError.
+  // hold the region), kIncompatible or kCorrupt (the region file exists and
+  // cannot be re-attached), kPermissionDenied, kIOError (including: io_uring
+  // is not available to this process).
   static Status Start(const StoreOptions& options,
                       std::unique_ptr<Monitor>* out);
 
   // Stops serving, removes the socket and unlinks the region. Clients that
-  // still map it keep working on it until they disconnect.
+  // still map it keep working on it until they disconnect. (A process killed
+  // with SIGKILL runs no destructor: socket and region stay, and the next
+  // Start on the same socket re-attaches the region.)
   ~Monitor();
   Monitor(const Monitor&) = delete;
   Monitor& operator=(const Monitor&) = delete;
@@ -70,8 +90,13 @@ class Monitor {
   const std::string& socket_path() const;
   // The region's file, e.g. /dev/shm/glint-3f2a...
   const std::string& region_path() const;
-  // Clients registered now.
+  // Clients registered now (those found running at a re-attach included).
   int clients() const;
+  // Whether Start re-attached an existing region rather than creating one.
+  bool reattached() const;
+  // The region's data heap bytes and client slots (its own, when re-attached).
+  int64_t capacity() const;
+  int32_t max_clients() const;
 
  private:
   Monitor() = default;
