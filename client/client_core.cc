@@ -200,8 +200,13 @@ Status ClientCore::Connect(const std::string& path,
     const int err = errno;
     close(fd);
     if (err == ECONNREFUSED) {
-      return Status::NotConnected("no glint store serves " + path +
-                                  " (connection refused: is glintd running?)");
+      // Typically a glintd that was killed: its socket file stays, its
+      // clients keep working, and a glintd restarted on this socket
+      // re-attaches the store.
+      return Status::NotConnected(
+          "no glint monitor serves " + path +
+          " (connection refused: glintd is not running; start it again on "
+          "this socket to re-attach its store)");
     }
     return os::ErrnoStatus(err, "connect to", path);
   }
