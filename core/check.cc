@@ -1,0 +1,358 @@
+// Copyright (c) glint authors.
+
+#include "core/check.h"
+
+#include <algorithm>
+#include <bit>
+#include <map>
+
+#include "alloc/heap.h"
+#include "core/atomics.h"
+
+namespace glint::core {
+
+std::string CheckReport::ToString() const {
+  if (problems.empty()) {
+    return "sound: " + std::to_string(objects) + " objects own " +
+           std::to_string(bytes_owned) + " heap bytes";
+  }
+  std::string s = std::to_string(problems.size()) + " problem(s):";
+  for (const auto& p : problems) s += "\n  " + p;
+  return s;
+}
+
+namespace {
+
+const char* StateName(ObjState s) {
+  switch (s) {
+    case kObjEmpty: return "EMPTY";
+    case kObjClaimed: return "CLAIMED";
+    case kObjKilled: return "KILLED";
+    case kObjCreating: return "CREATING";
+    case kObjSealed: return "SEALED";
+    case kObjDeleting: return "DELETING";
+    case kObjFreeing: return "FREEING";
+    case kObjAborted: return "ABORTED";
+  }
+  return "?";
+}
+
+class Checker {
+ public:
+  Checker(const Region& r, bool quiescent, CheckReport* out)
+      : r_(r), h_(r.header()), q_(quiescent), out_(out) {}
+
+  void Run() {
+    const Status v = Region::Validate(r_.base(), r_.size());
+    if (!v.ok()) {
+      Problem("region: " + v.ToString());
+      return;
+    }
+    nslots_ = r_.num_obj_slots();
+    nnames_ = h_->name_num_buckets * kSlotsPerBucket;
+    span_expect_.assign(h_->num_spans * kSpanBitmapWords, 0);
+    page_expect_.assign(h_->page_bitmap_words, 0);
+    Clients();
+    Entries();
+    Names();
+    Heap();
+    Waits();
+  }
+
+ private:
+  void Problem(std::string p) {
+    if (out_->problems.size() < 100) out_->problems.push_back(std::move(p));
+  }
+  static std::string Slot(uint32_t s) { return "object slot " + std::to_string(s); }
+
+  void Clients() {
+    active_.assign(h_->max_clients, false);
+    for (uint32_t c = 0; c < h_->max_clients; ++c) {
+      const uint32_t st = LoadAcquire(r_.client(c)->state);
+      if (st > kClientRecovering) {
+        Problem("client slot " + std::to_string(c) + " has state " + std::to_string(st));
+      }
+      active_[c] = st == kClientActive;
+      if (!q_) continue;
+      if (st == kClientRecovering) {
+        Problem("client slot " + std::to_string(c) + " is still being recovered");
+      }
+      for (uint32_t i = 0; i < kRecordsPerClient; ++i) {
+        const OpRecord* rec = r_.record(c, i);
+        if (LoadAcquire(rec->op) != kOpNone || LoadAcquire(rec->touch) != 0 ||
+            LoadAcquire(rec->cand.off1) != 0 || LoadAcquire(rec->cand_pages.off1) != 0 ||
+            LoadAcquire(rec->owned[0].off1) != 0 || LoadAcquire(rec->owned[1].off1) != 0 ||
+            LoadAcquire(rec->cand_obj) != 0 || LoadAcquire(rec->cand_name) != 0 ||
+            LoadAcquire(rec->wait_bucket) != 0) {
+          Problem("client slot " + std::to_string(c) + " log record " +
+                  std::to_string(i) + " is in use (op " +
+                  std::to_string(LoadAcquire(rec->op)) + ")");
+        }
+      }
+    }
+  }
+
+  // Records that entry `slot` owns the block (off, size); false if the block
+  // is not a valid allocation.
+  void OwnBlock(uint32_t slot, uint64_t off, uint64_t size, const char* what) {
+    if (size == 0) return;
+    const std::string who = Slot(slot) + " " + what;
+    if (size > h_->heap_size || off >= h_->heap_size ||
+        off + alloc::AllocSize(size) > h_->heap_size) {
+      Problem(who + " [" + std::to_string(off) + ", +" + std::to_string(size) +
+              ") lies outside the heap");
+      return;
+    }
+    out_->bytes_owned += alloc::AllocSize(size);
+    if (size <= alloc::kMaxSmallSize) {
+      const uint32_t cls = alloc::SizeClassOf(size);
+      const uint64_t span = off / kSpanSize;
+      const uint64_t csize = alloc::ClassSize(cls);
+      const uint64_t st = LoadAcquire(r_.span(span)->state);
+      if (SpanKindOf(st) != kSpanActive || SpanClassOf(st) != cls ||
+          (off % kSpanSize) % csize != 0) {
+        Problem(who + " at " + std::to_string(off) + " is not a block of class " +
+                std::to_string(cls) + " (span " + std::to_string(span) + " state " +
+                std::to_string(st) + ")");
+        return;
+      }
+      const uint64_t b = (off % kSpanSize) / csize;
+      uint64_t& w = span_expect_[span * kSpanBitmapWords + b / 64];
+      const uint64_t bit = uint64_t{1} << (b % 64);
+      if (w & bit) Problem(who + " shares block " + std::to_string(off) + " with another");
+      w |= bit;
+      if ((LoadAcquire(r_.span(span)->bits[b / 64]) & bit) == 0) {
+        Problem(who + " at " + std::to_string(off) + " is a free block");
+      }
+      return;
+    }
+    const uint64_t p0 = off / kPageSize;
+    const uint64_t np = alloc::AllocSize(size) / kPageSize;
+    if (off % kPageSize != 0) {
+      Problem(who + " at " + std::to_string(off) + " is not page aligned");
+      return;
+    }
+    for (uint64_t p = p0; p < p0 + np; ++p) {
+      const uint64_t bit = uint64_t{1} << (p % 64);
+      if (page_expect_[p / 64] & bit) {
+        Problem(who + " shares page " + std::to_string(p) + " with another");
+        return;
+      }
+      page_expect_[p / 64] |= bit;
+      if ((LoadAcquire(r_.page_bitmap()[p / 64]) & bit) == 0) {
+        Problem(who + " owns page " + std::to_string(p) + " which is free");
+        return;
+      }
+      if (SpanKindOf(LoadAcquire(r_.span(p / kPagesPerSpan)->state)) != kSpanFree) {
+        Problem(who + " owns page " + std::to_string(p) + " of an active span");
+        return;
+      }
+    }
+  }
+
+  void Entries() {
+    for (uint64_t b = 0; b < h_->obj_num_buckets; ++b) {
+      const uint64_t used = LoadAcquire(r_.obj_bucket(b)->used);
+      if (used >> kSlotsPerBucket) Problem("object bucket " + std::to_string(b) +
+                                           " marks slots past 56 taken");
+      for (uint32_t i = 0; i < kSlotsPerBucket; ++i) {
+        const uint32_t slot = static_cast<uint32_t>(b * kSlotsPerBucket + i);
+        const ObjectEntry* e = r_.entry(slot);
+        const uint64_t state = LoadAcquire(e->state);
+        const ObjState st = StateOf(state);
+        const bool taken = (used >> i) & 1;
+        if (st > kObjAborted) {
+          Problem(Slot(slot) + " has an invalid state " + std::to_string(state & 0xff));
+          continue;
+        }
+        if (!taken) {
+          if (st != kObjEmpty && st != kObjAborted) {
+            Problem(Slot(slot) + " is " + StateName(st) + " but not taken");
+          }
+          continue;
+        }
+        if (st == kObjEmpty || st == kObjAborted) {
+          if (q_) Problem(Slot(slot) + " is taken but " + StateName(st) + " (leaked)");
+          continue;
+        }
+        if (q_ && (st == kObjClaimed || st == kObjKilled || st == kObjFreeing)) {
+          Problem(Slot(slot) + " is left " + StateName(st));
+        }
+        const uint32_t creator = LoadRelaxed(e->creator_slot);
+        if (q_ && st == kObjCreating &&
+            (creator >= h_->max_clients || !active_[creator])) {
+          Problem(Slot(slot) + " is being built by client " + std::to_string(creator) +
+                  ", which is not registered");
+        }
+        for (uint32_t w = 0; w < kHolderWords; ++w) {
+          uint64_t bits = LoadAcquire(e->holders[w]);
+          while (bits != 0) {
+            const uint32_t c = w * 64 + std::countr_zero(bits);
+            bits &= bits - 1;
+            if (c >= h_->max_clients || !active_[c]) {
+              Problem(Slot(slot) + " is held by client " + std::to_string(c) +
+                      ", which is not registered");
+            }
+          }
+        }
+        ++out_->objects;
+        OwnBlock(slot, LoadRelaxed(e->data_offset), LoadRelaxed(e->data_size), "payload");
+        OwnBlock(slot, LoadRelaxed(e->info_offset), LoadRelaxed(e->info_size), "info");
+        const uint32_t ns = LoadRelaxed(e->name_slot);
+        const uint16_t nlen = LoadRelaxed(e->name_len);
+        if (ns != kNoSlot) {
+          if (ns >= nnames_) {
+            Problem(Slot(slot) + " names name slot " + std::to_string(ns) +
+                    ", out of range");
+          } else {
+            named_[ns] = slot;
+            if (LoadAcquire(r_.name_entry(ns)->obj_slot) != slot) {
+              Problem(Slot(slot) + " names name slot " + std::to_string(ns) +
+                      ", which points elsewhere");
+            }
+          }
+        } else if (nlen != 0 && st != kObjClaimed && st != kObjKilled &&
+                   st != kObjFreeing) {
+          Problem(Slot(slot) + " has a name but no name slot");
+        }
+      }
+    }
+  }
+
+  void Names() {
+    for (uint64_t b = 0; b < h_->name_num_buckets; ++b) {
+      const uint64_t used = LoadAcquire(r_.name_bucket(b)->used);
+      uint64_t u = used & ((uint64_t{1} << kSlotsPerBucket) - 1);
+      while (u != 0) {
+        const uint32_t ns = static_cast<uint32_t>(b * kSlotsPerBucket + std::countr_zero(u));
+        u &= u - 1;
+        const uint32_t obj = LoadAcquire(r_.name_entry(ns)->obj_slot);
+        if (obj == kNoSlot || obj >= nslots_) {
+          if (q_) Problem("name slot " + std::to_string(ns) + " is taken but unbound");
+          continue;
+        }
+        auto it = named_.find(ns);
+        if (it == named_.end() || it->second != obj) {
+          if (q_) Problem("name slot " + std::to_string(ns) + " points at " + Slot(obj) +
+                          ", which does not name it");
+        }
+      }
+    }
+    for (const auto& [ns, slot] : named_) {
+      const uint64_t used = LoadAcquire(r_.name_bucket(ns / kSlotsPerBucket)->used);
+      if (((used >> (ns % kSlotsPerBucket)) & 1) == 0) {
+        Problem(Slot(slot) + "'s name slot " + std::to_string(ns) + " is not taken");
+      }
+    }
+  }
+
+  void Heap() {
+    // Spans: quiescent, exactly the blocks entries own are taken and the
+    // count agrees; always, a span's pages are taken.
+    for (uint64_t i = 0; i < h_->num_spans; ++i) {
+      const uint64_t st = LoadAcquire(r_.span(i)->state);
+      const SpanKind kind = SpanKindOf(st);
+      const uint64_t group = (LoadAcquire(r_.page_bitmap()[i / 4]) >> (16 * (i % 4))) & 0xffff;
+      if (kind > kSpanRetiring) {
+        Problem("span " + std::to_string(i) + " has an invalid kind");
+        continue;
+      }
+      if (kind == kSpanFree) {
+        for (uint32_t k = 0; k < kSpanBitmapWords; ++k) {
+          if (span_expect_[i * kSpanBitmapWords + k] != 0) {
+            Problem("span " + std::to_string(i) + " is free but entries own blocks in it");
+            break;
+          }
+        }
+        continue;
+      }
+      if (group != 0xffff) Problem("span " + std::to_string(i) + " is in use but its pages are free");
+      if (kind == kSpanRetiring) {
+        if (q_) Problem("span " + std::to_string(i) + " is left RETIRING");
+        continue;
+      }
+      const uint32_t cls = SpanClassOf(st);
+      if (cls >= kNumSizeClasses) {
+        Problem("span " + std::to_string(i) + " has an invalid class");
+        continue;
+      }
+      const uint32_t cap = alloc::BlocksPerSpan(cls);
+      uint32_t taken = 0;
+      for (uint32_t k = 0; k < kSpanBitmapWords; ++k) {
+        uint64_t v = LoadAcquire(r_.span(i)->bits[k]);
+        if (uint64_t{k} * 64 >= cap) continue;
+        if (uint64_t{k} * 64 + 64 > cap) v &= (uint64_t{1} << (cap - k * 64)) - 1;
+        taken += static_cast<uint32_t>(std::popcount(v));
+        const uint64_t expect = span_expect_[i * kSpanBitmapWords + k];
+        if (q_ && v != expect) {
+          const uint64_t leaked = v & ~expect;
+          if (leaked != 0) {
+            const uint64_t blk = k * 64 + std::countr_zero(leaked);
+            Problem("span " + std::to_string(i) + " block at heap offset " +
+                    std::to_string(i * kSpanSize + blk * alloc::ClassSize(cls)) +
+                    " is taken but no object owns it (" +
+                    std::to_string(std::popcount(leaked)) + " in this word)");
+          }
+        }
+      }
+      if (q_ && SpanCountOf(st) != taken) {
+        Problem("span " + std::to_string(i) + " counts " + std::to_string(SpanCountOf(st)) +
+                " reserved blocks but " + std::to_string(taken) + " are taken");
+      }
+      if (SpanCountOf(st) > cap) {
+        Problem("span " + std::to_string(i) + " counts more blocks than it has");
+      }
+    }
+    // Pages outside spans: quiescent, exactly those entries own.
+    if (!q_) return;
+    for (uint64_t w = 0; w < h_->page_bitmap_words; ++w) {
+      uint64_t v = LoadAcquire(r_.page_bitmap()[w]);
+      if (w == h_->page_bitmap_words - 1 && h_->num_pages % 64 != 0) {
+        v &= (uint64_t{1} << (h_->num_pages % 64)) - 1;  // padding bits
+      }
+      for (uint32_t g = 0; g < 4; ++g) {
+        const uint64_t span = w * 4 + g;
+        if (span < h_->num_spans &&
+            SpanKindOf(LoadAcquire(r_.span(span)->state)) != kSpanFree) {
+          v &= ~(uint64_t{0xffff} << (16 * g));
+        }
+      }
+      const uint64_t leaked = v & ~page_expect_[w];
+      if (leaked != 0) {
+        Problem("page " + std::to_string(w * 64 + std::countr_zero(leaked)) +
+                " is taken but no object or span owns it (" +
+                std::to_string(std::popcount(leaked)) + " in this word)");
+      }
+    }
+  }
+
+  void Waits() {
+    if (!q_) return;
+    for (uint32_t i = 0; i < kNumWaitBuckets; ++i) {
+      const uint32_t n = LoadAcquire(r_.wait_bucket(i)->waiters);
+      if (n != 0) {
+        Problem("wait bucket " + std::to_string(i) + " counts " + std::to_string(n) +
+                " sleepers but no client waits");
+      }
+    }
+  }
+
+  const Region& r_;
+  const RegionHeader* h_;
+  bool q_;
+  CheckReport* out_;
+  uint64_t nslots_ = 0, nnames_ = 0;
+  std::vector<bool> active_;
+  std::vector<uint64_t> span_expect_, page_expect_;
+  std::map<uint32_t, uint32_t> named_;  // name slot -> object slot
+};
+
+}  // namespace
+
+CheckReport CheckRegion(const Region& r, bool quiescent) {
+  CheckReport out;
+  Checker(r, quiescent, &out).Run();
+  return out;
+}
+
+}  // namespace glint::core
