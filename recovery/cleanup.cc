@@ -19,7 +19,11 @@
 
 #include "recovery/cleanup.h"
 
+#include <unistd.h>
+
 #include <bit>
+#include <cstdio>
+#include <cstdlib>
 #include <vector>
 
 #include "alloc/heap.h"
@@ -89,11 +93,16 @@ class Recovery {
 
   // ---- the steps
   void Note(Verdict v) {
-    if (v == Verdict::kDefer) deferred_ = true;
+    if (v == Verdict::kDefer) {
+      if (getenv("GLINT_DEBUG_RECOVERY")) fprintf(stderr, "defer at %s\n", where_);
+      deferred_ = true;
+    }
   }
+  const char* where_ = "";
   void Ref(const BlockRef& b, uint32_t exclude) {
     const uint64_t off1 = LoadAcquire(b.off1);
     const uint64_t size = LoadRelaxed(b.size);
+    where_ = "ref";
     if (off1 != 0 && size != 0) Note(FreeBlockIfUnowned(off1 - 1, size, exclude));
   }
   void FreeEntryBlocks(uint32_t slot);
@@ -336,6 +345,7 @@ void Recovery::FreeEntryBlocks(uint32_t slot) {
   const ObjectEntry* e = r_.entry(slot);
   const uint64_t doff = LoadRelaxed(e->data_offset), dsize = LoadRelaxed(e->data_size);
   const uint64_t ioff = LoadRelaxed(e->info_offset), isize = LoadRelaxed(e->info_size);
+  where_ = "entry blocks";
   if (dsize != 0) Note(FreeBlockIfUnowned(doff, dsize, slot));
   if (isize != 0) Note(FreeBlockIfUnowned(ioff, isize, slot));
 }
@@ -370,6 +380,14 @@ void Recovery::FinishRecord(OpRecord* rec) {
       uint64_t name_hash = 0;
       const bool named = s_->NameHashOf(e, &name_hash);
       FreeEntryBlocks(slot);
+      // A name slot the client unbound (obj_slot = none) but had not given
+      // back yet: ReleaseName would skip it (it no longer points at us).
+      const uint32_t ns = LoadRelaxed(e->name_slot);
+      if (ns != kNoSlot && ns < r_.header()->name_num_buckets * core::kSlotsPerBucket &&
+          LoadAcquire(r_.name_entry(ns)->obj_slot) == kNoSlot) {
+        where_ = "entry name";
+        Note(ReleaseNameSlotIfUnowned(ns));
+      }
       if (!deferred_) {
         if (op == core::kOpAbort) {
           s_->FinishAbort(slot, gen);
@@ -381,6 +399,7 @@ void Recovery::FinishRecord(OpRecord* rec) {
         if (named) s_->Wake(name_hash);
       }
     } else if (now == core::kObjEmpty || now == core::kObjAborted) {
+      where_ = "obj slot";
       Note(ReleaseObjSlotIfUnowned(slot));
     }
   }
@@ -404,13 +423,19 @@ void Recovery::FinishRecord(OpRecord* rec) {
   {
     const uint64_t off1 = LoadAcquire(rec->cand_pages.off1);
     const uint64_t size = LoadRelaxed(rec->cand_pages.size);
+    where_ = "cand pages";
     if (off1 != 0 && size != 0) Note(FreePagesIfUnowned(off1 - 1, size, kNoSlot));
   }
-  if (touch != 0 && !RecountSpan(touch - 1)) deferred_ = true;
+  if (touch != 0 && !RecountSpan(touch - 1)) {
+    where_ = "recount";
+    Note(Verdict::kDefer);
+  }
   // Table and name slots it was claiming.
   const uint32_t co = LoadAcquire(rec->cand_obj);
+  where_ = "cand obj";
   if (co != 0) Note(ReleaseObjSlotIfUnowned(co - 1));
   const uint32_t cn = LoadAcquire(rec->cand_name);
+  where_ = "cand name";
   if (cn != 0) Note(ReleaseNameSlotIfUnowned(cn - 1));
   // A getter that died asleep: take its count out of the bucket.
   const uint32_t wb = LoadAcquire(rec->wait_bucket);
@@ -488,7 +513,8 @@ bool Recovery::Run() {
     if (LoadAcquire(rec->op) != core::kOpNone || LoadAcquire(rec->touch) != 0 ||
         LoadAcquire(rec->cand.off1) != 0 || LoadAcquire(rec->cand_pages.off1) != 0 ||
         LoadAcquire(rec->cand_obj) != 0 || LoadAcquire(rec->cand_name) != 0 ||
-        LoadAcquire(rec->wait_bucket) != 0) {
+        LoadAcquire(rec->wait_bucket) != 0 || LoadAcquire(rec->owned[0].off1) != 0 ||
+        LoadAcquire(rec->owned[1].off1) != 0) {
       const bool before = deferred_;
       deferred_ = false;
       FinishRecord(rec);
@@ -508,7 +534,14 @@ bool Recovery::Run() {
 
 bool RecoverClient(core::Store* store, uint32_t slot) {
   if (slot >= store->region().header()->max_clients) return true;
-  return Recovery(store, slot).Run();
+  // A deferral waits for a live client to finish a step of a few
+  // instructions (or for the monitor to notice another death): retry for a
+  // short while before handing the decision back to the caller.
+  for (int attempt = 0; attempt < 50; ++attempt) {
+    if (Recovery(store, slot).Run()) return true;
+    usleep(attempt < 10 ? 100 : 2000);
+  }
+  return false;
 }
 
 }  // namespace glint::internal

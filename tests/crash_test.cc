@@ -1,0 +1,384 @@
+// Copyright (c) glint authors.
+//
+// Crash recovery, proven by killing clients at every step. This file links
+// the crash-point variant of the library (core/crash_point.h): a forked
+// child arms a countdown and runs one operation, and dies with SIGKILL after
+// its k-th shared-memory step, for k = 1, 2, ... until the operation
+// completes. After each death the monitor (embedded in the test process)
+// recovers the child; the test then checks the whole region with the
+// checker (no leaked byte, slot or name, no half-done entry, counts agree,
+// no stuck waiter) and that the object is either whole or absent, and that
+// its id and name can be built again at once.
+
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <functional>
+#include <random>
+#include <string>
+#include <thread>
+
+#include "core/check.h"
+#include "core/crash_point.h"
+#include "core/object_table.h"
+#include "test_util.h"
+
+namespace glint::testing {
+namespace {
+
+using core::g_crash_countdown;
+using core::g_crash_steps;
+
+class CrashTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    StoreOptions o = SmallStoreOptions(int64_t{16} << 20);
+    o.max_objects = 4096;
+    GLINT_ASSERT_OK(Monitor::Start(o, &monitor_));
+    GLINT_ASSERT_OK(Client::Connect(monitor_->socket_path(), &client_));
+  }
+
+  core::Region region() const {
+    return core::Region(const_cast<uint8_t*>(client_->region_base()),
+                        static_cast<uint64_t>(client_->region_size()));
+  }
+
+  // In a forked child: connect, run `setup`, arm the countdown at `k`, run
+  // `op`, exit without any cleanup. Returns 1 if the child was killed at a
+  // crash point, 0 if the operation completed, -1 on a setup failure.
+  int RunChild(int64_t k, const std::function<bool(Client*)>& setup,
+               const std::function<void(Client*)>& op) {
+    const pid_t pid = fork();
+    if (pid == 0) {
+      std::unique_ptr<Client> c;
+      if (!Client::Connect(monitor_->socket_path(), &c).ok()) _exit(3);
+      if (!setup(c.get())) _exit(4);
+      g_crash_countdown.store(k);
+      op(c.get());
+      g_crash_countdown.store(0);
+      _exit(0);  // no destructor: the monitor recovers us as dead
+    }
+    int st = 0;
+    waitpid(pid, &st, 0);
+    if (WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL) return 1;
+    if (WIFEXITED(st) && WEXITSTATUS(st) == 0) return 0;
+    ADD_FAILURE() << "child exited with status " << st;
+    return -1;
+  }
+
+  // Waits until the monitor has recovered every client but ours, then runs
+  // the checker on the quiescent store.
+  ::testing::AssertionResult RecoveredAndSound(const std::string& where) {
+    // Every client slot but ours free again (recovery done).
+    const core::Region r = region();
+    const bool alone = WaitUntil([&] {
+      for (uint32_t c = 0; c < r.header()->max_clients; ++c) {
+        if (static_cast<int>(c) == client_->client_slot()) continue;
+        if (r.client(c)->state.load() != core::kClientFree) return false;
+      }
+      return true;
+    });
+    if (!alone) return ::testing::AssertionFailure() << where << ": client not recovered";
+    const core::CheckReport rep = core::CheckRegion(region(), /*quiescent=*/true);
+    if (!rep.ok()) return ::testing::AssertionFailure() << where << ": " << rep.ToString();
+    return ::testing::AssertionSuccess();
+  }
+
+  // Sweeps crash points 1.. over `op` until it completes; after each, runs
+  // `verify` (the object is whole or absent) and `cleanup` (back to the
+  // starting content). Returns the number of crash points swept.
+  int Sweep(const std::string& name, const std::function<bool(Client*)>& setup,
+            const std::function<void(Client*)>& op,
+            const std::function<void()>& verify, int max_points = 400) {
+    int k = 1;
+    for (; k <= max_points; ++k) {
+      const int r = RunChild(k, setup, op);
+      if (r < 0) return k;
+      EXPECT_TRUE(RecoveredAndSound(name + " crash point " + std::to_string(k)));
+      verify();
+      if (::testing::Test::HasFailure()) {
+        ADD_FAILURE() << name << ": first failure at crash point " << k;
+        return k;
+      }
+      if (r == 0) break;  // completed without reaching crash point k
+    }
+    EXPECT_GT(k, 2) << name << ": the operation passed no crash point";
+    std::printf("%s: killed at each of %d crash points, then completed\n",
+                name.c_str(), k - 1);
+    return k;
+  }
+
+  // Builds, writes and seals `id` of `size` bytes (with a name if given).
+  static Status Put(Client* c, const ObjectId& id, int64_t size,
+                    const std::string& name = "") {
+    MutableBuffer mb;
+    Status s = c->BuildObject(id, size, &mb, name, {{"k", "v"}});
+    if (!s.ok()) return s;
+    FillPattern(mb.mutable_data(), size, SeedOf(id));
+    return mb.Seal();
+  }
+
+  // `id` is either absent (then its id and name are free: building them
+  // again succeeds) or sealed and whole. Leaves it absent.
+  void WholeOrAbsent(const ObjectId& id, int64_t size, const std::string& name) {
+    Buffer b;
+    const Status s = client_->GetObject(id, &b, 0);
+    if (s.ok()) {
+      EXPECT_EQ(b.size(), size);
+      EXPECT_EQ(CheckPattern(b.data(), b.size(), SeedOf(id)), -1) << "torn object";
+      if (!name.empty()) {
+        Buffer bn;
+        GLINT_EXPECT_OK(client_->GetObjectByName(name, &bn, 0));
+      }
+      b.Release();
+      GLINT_EXPECT_OK(client_->Delete(id));
+    } else {
+      EXPECT_EQ(s.code(), StatusCode::kTimedOut) << s.ToString();
+      GLINT_EXPECT_OK(Put(client_.get(), id, size, name));  // id and name free
+      GLINT_EXPECT_OK(client_->Delete(id));
+    }
+    EXPECT_TRUE(StoreBecomesEmpty(client_.get()));
+    const core::CheckReport rep = core::CheckRegion(region(), true);
+    EXPECT_TRUE(rep.ok()) << rep.ToString();
+  }
+
+  std::unique_ptr<Monitor> monitor_;
+  std::unique_ptr<Client> client_;
+};
+
+auto NoSetup = [](Client*) { return true; };
+
+TEST_F(CrashTest, BuildAndSealSmallNamedObject) {
+  const ObjectId id = MakeId(1, 1);
+  Sweep("build+seal 64 B", NoSetup,
+        [&](Client* c) { (void)Put(c, id, 64, "small-name"); },
+        [&] { WholeOrAbsent(id, 64, "small-name"); });
+}
+
+TEST_F(CrashTest, BuildAndSealLargeObject) {
+  const ObjectId id = MakeId(1, 2);
+  Sweep("build+seal 1 MiB", NoSetup,
+        [&](Client* c) { (void)Put(c, id, 1 << 20); },
+        [&] { WholeOrAbsent(id, 1 << 20, ""); });
+}
+
+TEST_F(CrashTest, BuildResizeAndSeal) {
+  const ObjectId id = MakeId(1, 3);
+  const int64_t final_size = 100 * 1024;
+  Sweep("build+resize+seal", NoSetup,
+        [&](Client* c) {
+          MutableBuffer mb;
+          if (!c->BuildObject(id, 64, &mb, "resized").ok()) return;
+          if (!mb.Resize(final_size).ok()) return;
+          FillPattern(mb.mutable_data(), final_size, SeedOf(id));
+          (void)mb.Seal();
+        },
+        [&] {
+          Buffer b;
+          if (client_->GetObject(id, &b, 0).ok()) {
+            EXPECT_EQ(b.size(), final_size);
+            EXPECT_EQ(CheckPattern(b.data(), b.size(), SeedOf(id)), -1);
+            b.Release();
+            GLINT_EXPECT_OK(client_->Delete(id));
+          }
+          EXPECT_TRUE(StoreBecomesEmpty(client_.get()));
+        });
+}
+
+TEST_F(CrashTest, BuildThenAbort) {
+  const ObjectId id = MakeId(1, 4);
+  Sweep("build+abort", NoSetup,
+        [&](Client* c) {
+          MutableBuffer mb;
+          if (c->BuildObject(id, 5000, &mb, "aborted", {{"a", "b"}}).ok()) (void)mb.Abort();
+        },
+        [&] {
+          EXPECT_FALSE(client_->Contains(id));
+          GLINT_EXPECT_OK(Put(client_.get(), id, 5000, "aborted"));
+          GLINT_EXPECT_OK(client_->Delete(id));
+          EXPECT_TRUE(StoreBecomesEmpty(client_.get()));
+        });
+}
+
+TEST_F(CrashTest, DeleteSealedObject) {
+  const ObjectId id = MakeId(1, 5);
+  GLINT_ASSERT_OK(Put(client_.get(), id, 20000, "to-delete"));
+  Sweep("delete", NoSetup, [&](Client* c) { (void)c->Delete(id); },
+        [&] {
+          // Whole, or gone; then put it back for the next round.
+          Buffer b;
+          if (client_->GetObject(id, &b, 0).ok()) {
+            EXPECT_EQ(CheckPattern(b.data(), b.size(), SeedOf(id)), -1);
+          } else {
+            EXPECT_TRUE(StoreBecomesEmpty(client_.get()));
+            GLINT_EXPECT_OK(Put(client_.get(), id, 20000, "to-delete"));
+          }
+        });
+}
+
+TEST_F(CrashTest, LastReleaseOfADeletedObject) {
+  const ObjectId id = MakeId(1, 6);
+  Buffer held;
+  Sweep("release after delete",
+        [&](Client* c) {
+          // Hold it in the child, then delete it: the child's release frees.
+          if (!Put(c, id, 3000, "held").ok()) return false;
+          if (!c->GetObject(id, &held, 0).ok()) return false;
+          return c->Delete(id).ok();
+        },
+        [&](Client*) { held.Release(); },
+        [&] {
+          EXPECT_FALSE(client_->Contains(id));
+          EXPECT_TRUE(StoreBecomesEmpty(client_.get()));
+        });
+}
+
+// Allocation that must first give empty spans of another class back to the
+// page bitmap (RetireSpan), killed at each step of that.
+TEST_F(CrashTest, AllocationThatRetiresSpans) {
+  StoreStats st = GetStats(client_.get());
+  const int n = static_cast<int>(st.capacity / (16 * 1024));
+  std::vector<ObjectId> ids;
+  for (int i = 0; i < n; ++i) {
+    const ObjectId id = MakeId(7, i);
+    if (!Put(client_.get(), id, 16 * 1024).ok()) break;
+    ids.push_back(id);
+  }
+  ASSERT_GT(ids.size(), 100u);
+  for (const auto& id : ids) GLINT_ASSERT_OK(client_->Delete(id));
+  const ObjectId big = MakeId(7, 1000000);
+  Sweep("allocation retiring spans", NoSetup,
+        [&](Client* c) { (void)Put(c, big, 8 << 20); },
+        [&] {
+          Buffer b;
+          if (client_->GetObject(big, &b, 0).ok()) {
+            EXPECT_EQ(CheckPattern(b.data(), b.size(), SeedOf(big)), -1);
+            b.Release();
+            GLINT_EXPECT_OK(client_->Delete(big));
+          }
+          const core::CheckReport rep = core::CheckRegion(region(), true);
+          EXPECT_TRUE(rep.ok()) << rep.ToString();
+        },
+        /*max_points=*/60);
+  // Whatever happened, the whole heap is usable again.
+  GLINT_EXPECT_OK(Put(client_.get(), big, 12 << 20));
+  GLINT_EXPECT_OK(client_->Delete(big));
+  EXPECT_TRUE(StoreBecomesEmpty(client_.get()));
+}
+
+// A getter killed while asleep on the futex leaves no sleeper counted.
+TEST_F(CrashTest, GetterKilledAsleep) {
+  const ObjectId id = MakeId(1, 8);
+  const pid_t pid = fork();
+  if (pid == 0) {
+    std::unique_ptr<Client> c;
+    if (!Client::Connect(monitor_->socket_path(), &c).ok()) _exit(3);
+    Buffer b;
+    (void)c->GetObject(id, &b, -1);
+    _exit(0);
+  }
+  ASSERT_TRUE(WaitForSleepers(client_.get(), core::IdHash(id.data())));
+  kill(pid, SIGKILL);
+  waitpid(pid, nullptr, 0);
+  EXPECT_TRUE(RecoveredAndSound("getter killed asleep"));
+}
+
+// Waiters on an object whose builder dies get kAborted at once, not their
+// timeout.
+TEST_F(CrashTest, WaitersOfADeadBuilderAreAborted) {
+  const ObjectId id = MakeId(1, 9);
+  int ready[2];
+  ASSERT_EQ(pipe(ready), 0);
+  const pid_t pid = fork();
+  if (pid == 0) {
+    std::unique_ptr<Client> c;
+    if (!Client::Connect(monitor_->socket_path(), &c).ok()) _exit(3);
+    MutableBuffer mb;
+    if (!c->BuildObject(id, 100, &mb, "pending").ok()) _exit(4);
+    (void)!write(ready[1], "x", 1);
+    pause();
+    _exit(0);
+  }
+  char x;
+  ASSERT_EQ(read(ready[0], &x, 1), 1);
+  Status by_id, by_name;
+  std::thread t1([&] {
+    Buffer b;
+    by_id = client_->GetObject(id, &b, 60000);
+  });
+  std::thread t2([&] {
+    Buffer b;
+    by_name = client_->GetObjectByName("pending", &b, 60000);
+  });
+  ASSERT_TRUE(WaitForSleepers(client_.get(), core::IdHash(id.data())));
+  ASSERT_TRUE(WaitForSleepers(client_.get(), core::NameHash("pending")));
+  const auto t0 = std::chrono::steady_clock::now();
+  kill(pid, SIGKILL);
+  waitpid(pid, nullptr, 0);
+  t1.join();
+  t2.join();
+  EXPECT_EQ(by_id.code(), StatusCode::kAborted) << by_id.ToString();
+  EXPECT_EQ(by_name.code(), StatusCode::kAborted) << by_name.ToString();
+  // Promptly: far below the 60 s timeout (a generous bound, not a benchmark).
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(20));
+  EXPECT_TRUE(RecoveredAndSound("builder killed"));
+  close(ready[0]);
+  close(ready[1]);
+}
+
+// Many clients killed at random moments of a random mix of operations while
+// others keep working; the store ends sound and empty. GLINT_KILL_ROUNDS
+// raises the number of kills (docs/RELIABILITY.md records a 10,000-kill run).
+TEST_F(CrashTest, RandomKillsUnderLoad) {
+  const char* env = getenv("GLINT_KILL_ROUNDS");
+  const int rounds = env != nullptr ? atoi(env) : 60 / kScale;
+  std::mt19937_64 rng(12345);
+  for (int round = 0; round < rounds; ++round) {
+    const uint64_t seed = rng();
+    const pid_t pid = fork();
+    if (pid == 0) {
+      std::unique_ptr<Client> c;
+      if (!Client::Connect(monitor_->socket_path(), &c).ok()) _exit(3);
+      std::mt19937_64 r(seed);
+      std::vector<Buffer> held(4);
+      for (uint64_t i = 0;; ++i) {
+        const ObjectId id = MakeId(100 + (seed % 4), r() % 64);
+        const int64_t sizes[] = {0, 64, 700, 5000, 16384, 40000, 300000};
+        switch (r() % 6) {
+          case 0:
+          case 1: (void)Put(c.get(), id, sizes[r() % 7], (r() % 2) ? "n" + id.hex() : ""); break;
+          case 2: (void)c->GetObject(id, &held[r() % 4], 0); break;
+          case 3: held[r() % 4].Release(); break;
+          case 4: (void)c->Delete(id); break;
+          case 5: {
+            MutableBuffer mb;
+            if (c->BuildObject(id, sizes[r() % 7], &mb).ok() && (r() % 2)) {
+              (void)mb.Resize(sizes[r() % 7]);
+            }
+            break;  // mb aborts on destruction
+          }
+        }
+      }
+    }
+    std::this_thread::sleep_for(std::chrono::microseconds(200 + rng() % 3000));
+    kill(pid, SIGKILL);
+    waitpid(pid, nullptr, 0);
+    ASSERT_TRUE(RecoveredAndSound("random kill round " + std::to_string(round)));
+  }
+  // Everything left is sealed and whole; delete it all: the store is empty.
+  std::vector<ObjectInfo> objs;
+  GLINT_ASSERT_OK(client_->ListObjects(&objs));
+  for (const auto& o : objs) {
+    Buffer b;
+    if (!client_->GetObject(o.id, &b, 0).ok()) continue;
+    EXPECT_EQ(CheckPattern(b.data(), b.size(), SeedOf(o.id)), -1) << o.id.hex();
+    b.Release();
+    GLINT_EXPECT_OK(client_->Delete(o.id));
+  }
+  EXPECT_TRUE(StoreBecomesEmpty(client_.get()));
+}
+
+}  // namespace
+}  // namespace glint::testing
