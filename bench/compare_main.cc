@@ -13,6 +13,7 @@
 //   floor_futex   floor  0     futex wake-up round trip, ns
 //   memcpy        floor  size  one memcpy of `size` bytes into warm shared
 //                              memory, ns
+//   memcpy_cold   floor  size  the same into memory no cache holds, ns
 //   put           sys    size  create + write + seal, ns (one process)
 //   get           sys    size  get + read every byte + release, ns
 //   handoff_spin  sys    size  ping-pong round trip between two processes
@@ -210,6 +211,27 @@ void FloorMemcpy(const Options& o) {
       }
       ReportSamples("memcpy", "floor", size, v);
     }
+    // Into memory not in any cache: successive destinations through
+    // kLiveBudget bytes, as the latency workload's batches of new objects
+    // write to heap memory that is cold.
+    auto* cold = static_cast<uint8_t*>(SharedAnon(kLiveBudget));
+    for (uint64_t size : kSizes) {
+      const uint64_t slots = kLiveBudget / size;
+      const uint64_t reps = std::max<uint64_t>(1, (uint64_t{4} << 20) / size);
+      std::vector<double> v;
+      uint64_t next = 0;
+      for (uint64_t s = 0; s < o.Scale(50) + 3; ++s) {
+        const int64_t t0 = NowNs();
+        for (uint64_t r = 0; r < reps; ++r) {
+          uint8_t* d = cold + (next++ % slots) * size;
+          std::memcpy(d, src.data(), size);
+          asm volatile("" : : "r"(d) : "memory");
+        }
+        if (s >= 3) v.push_back(double(NowNs() - t0) / double(reps));
+      }
+      ReportSamples("memcpy_cold", "floor", size, v);
+    }
+    munmap(cold, kLiveBudget);
     return 0;
   });
   WaitChild(a, "memcpy");
