@@ -17,12 +17,21 @@ SYSTEMS = ["glint", "global-lock", "socket", "redis"]
 
 
 def load(path):
-    r = {}
+    """Results by (workload, system, param). A key measured in several runs
+    (bench/compare --runs N) gets the median of the runs' medians and the
+    median of their p99s."""
+    runs = {}
     with open(path) as f:
         for line in f:
             p = line.split()
             if len(p) == 6 and p[0] == "R":
-                r[(p[1], p[2], int(p[3]))] = (float(p[4]), float(p[5]))
+                runs.setdefault((p[1], p[2], int(p[3])), []).append(
+                    (float(p[4]), float(p[5])))
+    r = {}
+    for k, v in runs.items():
+        med = sorted(x[0] for x in v)[len(v) // 2]
+        p99 = sorted(x[1] for x in v)[len(v) // 2]
+        r[k] = (med, p99)
     return r
 
 
@@ -139,21 +148,32 @@ class Report:
     def bandwidth(self):
         self.line("### Large objects: write bandwidth into a new object (create + write + seal)")
         self.line()
+        self.line("The percentages are of memcpy into warm memory (the goal's measure) / "
+                  "of memcpy into memory no cache holds (what a new object's pages are here: "
+                  "the latency workload keeps up to 256 MiB of objects alive).")
+        self.line()
         syss = [s for s in self.systems("put")]
-        head = ["size", "memcpy"] + ["%s (of memcpy)" % s for s in syss]
+        head = ["size", "memcpy warm", "memcpy cold"] + ["%s (of warm / cold)" % s for s in syss]
         rows = []
         for z in SIZES[2:]:
             m = self.get("memcpy", "floor", z)
-            row = [size_name(z), "%.1f GB/s" % (z / m) if m else "—"]
+            mc = self.get("memcpy_cold", "floor", z)
+            row = [size_name(z), "%.1f GB/s" % (z / m) if m else "—",
+                   "%.1f GB/s" % (z / mc) if mc else "—"]
             for s in syss:
                 p = self.get("put", s, z)
-                row.append("%.1f GB/s (%.0f%%)" % (z / p, 100 * m / p) if p and m else "—")
+                row.append("%.1f GB/s (%.0f%% / %.0f%%)" % (z / p, 100 * m / p, 100 * mc / p)
+                           if p and m and mc else "—")
             rows.append(row)
             p = self.get("put", "glint", z)
             if z >= 1 << 20 and p and m:
                 f = m / p
+                mc = self.get("memcpy_cold", "floor", z)
                 self.goal("%s write bandwidth" % size_name(z), "≥ 80% of memcpy",
-                          "%.0f%% (%.1f of %.1f GB/s)" % (100 * f, z / p, z / m), f >= 0.8,
+                          "%.0f%% (%.1f of %.1f GB/s)%s" % (
+                              100 * f, z / p, z / m,
+                              "; %.0f%% of memcpy into cold memory" % (100 * mc / p) if mc else ""),
+                          f >= 0.8,
                           "%.0f points short" % (80 - 100 * f))
         self.table(head, rows)
 
