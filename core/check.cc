@@ -4,7 +4,9 @@
 
 #include <algorithm>
 #include <bit>
+#include <atomic>
 #include <map>
+#include <unordered_map>
 
 #include "alloc/heap.h"
 #include "core/atomics.h"
@@ -67,12 +69,16 @@ class Checker {
 
   void Clients() {
     active_.assign(h_->max_clients, false);
+    present_.assign(h_->max_clients, false);
     for (uint32_t c = 0; c < h_->max_clients; ++c) {
       const uint32_t st = LoadAcquire(r_.client(c)->state);
       if (st > kClientRecovering) {
         Problem("client slot " + std::to_string(c) + " has state " + std::to_string(st));
       }
       active_[c] = st == kClientActive;
+      // A live store's recovering client still holds what it held until
+      // the monitor has released it.
+      present_[c] = st == kClientActive || st == kClientRecovering;
       if (!q_) continue;
       if (st == kClientRecovering) {
         Problem("client slot " + std::to_string(c) + " is still being recovered");
@@ -92,15 +98,57 @@ class Checker {
     }
   }
 
-  // Records that entry `slot` owns the block (off, size); false if the block
-  // is not a valid allocation.
-  void OwnBlock(uint32_t slot, uint64_t off, uint64_t size, const char* what) {
+  // An entry's fields, read as a seqlock reader: state, fields, state again.
+  struct Snap {
+    uint64_t state = 0;
+    uint64_t data_offset = 0, data_size = 0, info_offset = 0;
+    uint32_t info_size = 0, name_slot = kNoSlot, creator = 0;
+    uint16_t name_len = 0;
+    uint64_t holders[kHolderWords] = {};
+  };
+  Snap Read(uint32_t slot) const {
+    const ObjectEntry* e = r_.entry(slot);
+    Snap n;
+    for (int attempt = 0; attempt < 8; ++attempt) {
+      n.state = LoadAcquire(e->state);
+      n.data_offset = LoadRelaxed(e->data_offset);
+      n.data_size = LoadRelaxed(e->data_size);
+      n.info_offset = LoadRelaxed(e->info_offset);
+      n.info_size = LoadRelaxed(e->info_size);
+      n.name_slot = LoadRelaxed(e->name_slot);
+      n.name_len = LoadRelaxed(e->name_len);
+      n.creator = LoadRelaxed(e->creator_slot);
+      for (uint32_t w = 0; w < kHolderWords; ++w) n.holders[w] = LoadRelaxed(e->holders[w]);
+      std::atomic_thread_fence(std::memory_order_acquire);
+      if (q_ || LoadRelaxed(e->state) == n.state) break;
+    }
+    return n;
+  }
+  // On a live store, an entry's problem stands only if the entry is still
+  // what was checked (same state and generation, same payload: a resize
+  // moves the payload of a CREATING entry without changing its state).
+  bool Unchanged(uint32_t slot, const Snap& n) const {
+    if (q_) return true;
+    const ObjectEntry* e = r_.entry(slot);
+    std::atomic_thread_fence(std::memory_order_acquire);
+    return LoadAcquire(e->state) == n.state &&
+           LoadRelaxed(e->data_offset) == n.data_offset &&
+           LoadRelaxed(e->data_size) == n.data_size;
+  }
+  void EntryProblem(uint32_t slot, const Snap& n, std::string p) {
+    if (Unchanged(slot, n)) Problem(std::move(p));
+  }
+
+  // Records that entry `slot` (read as `n`) owns the block (off, size), and
+  // reports it if the block is not a valid allocation.
+  void OwnBlock(uint32_t slot, const Snap& n, uint64_t off, uint64_t size,
+                const char* what) {
     if (size == 0) return;
     const std::string who = Slot(slot) + " " + what;
     if (size > h_->heap_size || off >= h_->heap_size ||
         off + alloc::AllocSize(size) > h_->heap_size) {
-      Problem(who + " [" + std::to_string(off) + ", +" + std::to_string(size) +
-              ") lies outside the heap");
+      EntryProblem(slot, n, who + " [" + std::to_string(off) + ", +" + std::to_string(size) +
+                                ") lies outside the heap");
       return;
     }
     out_->bytes_owned += alloc::AllocSize(size);
@@ -110,42 +158,70 @@ class Checker {
       const uint64_t csize = alloc::ClassSize(cls);
       const uint64_t st = LoadAcquire(r_.span(span)->state);
       if (SpanKindOf(st) != kSpanActive || SpanClassOf(st) != cls ||
-          (off % kSpanSize) % csize != 0) {
-        Problem(who + " at " + std::to_string(off) + " is not a block of class " +
-                std::to_string(cls) + " (span " + std::to_string(span) + " state " +
-                std::to_string(st) + ")");
+          (off % kSpanSize) % csize != 0 ||
+          (off % kSpanSize) / csize >= alloc::BlocksPerSpan(cls)) {
+        EntryProblem(slot, n, who + " at " + std::to_string(off) +
+                                  " is not a block of class " + std::to_string(cls) +
+                                  " (span " + std::to_string(span) + " state " +
+                                  std::to_string(st) + ")");
         return;
       }
       const uint64_t b = (off % kSpanSize) / csize;
       uint64_t& w = span_expect_[span * kSpanBitmapWords + b / 64];
       const uint64_t bit = uint64_t{1} << (b % 64);
-      if (w & bit) Problem(who + " shares block " + std::to_string(off) + " with another");
+      if (w & bit) Share(slot, n, off, who + " shares block " + std::to_string(off) +
+                                           " with another");
       w |= bit;
+      if (!q_) block_owner_[off] = slot;
       if ((LoadAcquire(r_.span(span)->bits[b / 64]) & bit) == 0) {
-        Problem(who + " at " + std::to_string(off) + " is a free block");
+        EntryProblem(slot, n, who + " at " + std::to_string(off) + " is a free block");
       }
       return;
     }
     const uint64_t p0 = off / kPageSize;
     const uint64_t np = alloc::AllocSize(size) / kPageSize;
     if (off % kPageSize != 0) {
-      Problem(who + " at " + std::to_string(off) + " is not page aligned");
+      EntryProblem(slot, n, who + " at " + std::to_string(off) + " is not page aligned");
       return;
     }
     for (uint64_t p = p0; p < p0 + np; ++p) {
       const uint64_t bit = uint64_t{1} << (p % 64);
       if (page_expect_[p / 64] & bit) {
-        Problem(who + " shares page " + std::to_string(p) + " with another");
+        Share(slot, n, p * kPageSize,
+              who + " shares page " + std::to_string(p) + " with another");
         return;
       }
       page_expect_[p / 64] |= bit;
+      if (!q_) block_owner_[p * kPageSize] = slot;
       if ((LoadAcquire(r_.page_bitmap()[p / 64]) & bit) == 0) {
-        Problem(who + " owns page " + std::to_string(p) + " which is free");
+        EntryProblem(slot, n, who + " owns page " + std::to_string(p) + " which is free");
         return;
       }
       if (SpanKindOf(LoadAcquire(r_.span(p / kPagesPerSpan)->state)) != kSpanFree) {
-        Problem(who + " owns page " + std::to_string(p) + " of an active span");
+        EntryProblem(slot, n, who + " owns page " + std::to_string(p) + " of an active span");
         return;
+      }
+    }
+  }
+
+  // Two entries claim the byte at heap offset `off`. On a live store the
+  // first may have been freed (and its block taken again) since it was
+  // read: decided at the end, when both entries are read again.
+  void Share(uint32_t slot, const Snap& n, uint64_t off, std::string p) {
+    if (q_) {
+      Problem(std::move(p));
+      return;
+    }
+    auto it = block_owner_.find(off);
+    shares_.push_back({slot, it == block_owner_.end() ? slot : it->second, std::move(p)});
+    (void)n;
+  }
+  void DecideShares() {
+    for (auto& [a, b, p] : shares_) {
+      auto sa = snaps_.find(a), sb = snaps_.find(b);
+      if (sa != snaps_.end() && sb != snaps_.end() && Unchanged(a, sa->second) &&
+          Unchanged(b, sb->second)) {
+        Problem(std::move(p));
       }
     }
   }
@@ -157,17 +233,18 @@ class Checker {
                                            " marks slots past 56 taken");
       for (uint32_t i = 0; i < kSlotsPerBucket; ++i) {
         const uint32_t slot = static_cast<uint32_t>(b * kSlotsPerBucket + i);
-        const ObjectEntry* e = r_.entry(slot);
-        const uint64_t state = LoadAcquire(e->state);
-        const ObjState st = StateOf(state);
+        const Snap n = Read(slot);
+        const ObjState st = StateOf(n.state);
         const bool taken = (used >> i) & 1;
         if (st > kObjAborted) {
-          Problem(Slot(slot) + " has an invalid state " + std::to_string(state & 0xff));
+          EntryProblem(slot, n, Slot(slot) + " has an invalid state " +
+                                    std::to_string(n.state & 0xff));
           continue;
         }
         if (!taken) {
-          if (st != kObjEmpty && st != kObjAborted) {
-            Problem(Slot(slot) + " is " + StateName(st) + " but not taken");
+          if (st != kObjEmpty && st != kObjAborted &&
+              (q_ || (LoadAcquire(r_.obj_bucket(b)->used) >> i & 1) == 0)) {
+            EntryProblem(slot, n, Slot(slot) + " is " + StateName(st) + " but not taken");
           }
           continue;
         }
@@ -178,56 +255,70 @@ class Checker {
         if (q_ && (st == kObjClaimed || st == kObjKilled || st == kObjFreeing)) {
           Problem(Slot(slot) + " is left " + StateName(st));
         }
-        const uint32_t creator = LoadRelaxed(e->creator_slot);
+        if (!q_) snaps_[slot] = n;
         if (q_ && st == kObjCreating &&
-            (creator >= h_->max_clients || !active_[creator])) {
-          Problem(Slot(slot) + " is being built by client " + std::to_string(creator) +
+            (n.creator >= h_->max_clients || !active_[n.creator])) {
+          Problem(Slot(slot) + " is being built by client " + std::to_string(n.creator) +
                   ", which is not registered");
         }
         for (uint32_t w = 0; w < kHolderWords; ++w) {
-          uint64_t bits = LoadAcquire(e->holders[w]);
+          uint64_t bits = n.holders[w];
           while (bits != 0) {
             const uint32_t c = w * 64 + std::countr_zero(bits);
             bits &= bits - 1;
-            if (c >= h_->max_clients || !active_[c]) {
-              Problem(Slot(slot) + " is held by client " + std::to_string(c) +
-                      ", which is not registered");
+            if (c >= h_->max_clients || !(q_ ? active_[c] : present_[c])) {
+              EntryProblem(slot, n, Slot(slot) + " is held by client " + std::to_string(c) +
+                                        ", which is not registered");
             }
           }
         }
         ++out_->objects;
-        OwnBlock(slot, LoadRelaxed(e->data_offset), LoadRelaxed(e->data_size), "payload");
-        OwnBlock(slot, LoadRelaxed(e->info_offset), LoadRelaxed(e->info_size), "info");
-        const uint32_t ns = LoadRelaxed(e->name_slot);
-        const uint16_t nlen = LoadRelaxed(e->name_len);
+        // A live FREEING entry is giving its blocks back right now.
+        if (q_ || st != kObjFreeing) {
+          OwnBlock(slot, n, n.data_offset, n.data_size, "payload");
+          OwnBlock(slot, n, n.info_offset, n.info_size, "info");
+        }
+        // Name links are exact once committed; a live CLAIMED, KILLED or
+        // FREEING entry is linking or unlinking its name.
+        const bool settled = q_ || st == kObjCreating || st == kObjSealed ||
+                             st == kObjDeleting;
+        const uint32_t ns = n.name_slot;
         if (ns != kNoSlot) {
           if (ns >= nnames_) {
-            Problem(Slot(slot) + " names name slot " + std::to_string(ns) +
-                    ", out of range");
+            EntryProblem(slot, n, Slot(slot) + " names name slot " + std::to_string(ns) +
+                                      ", out of range");
           } else {
-            named_[ns] = slot;
-            if (LoadAcquire(r_.name_entry(ns)->obj_slot) != slot) {
-              Problem(Slot(slot) + " names name slot " + std::to_string(ns) +
-                      ", which points elsewhere");
+            if (settled) named_[ns] = slot;
+            if (settled && LoadAcquire(r_.name_entry(ns)->obj_slot) != slot) {
+              EntryProblem(slot, n, Slot(slot) + " names name slot " + std::to_string(ns) +
+                                        ", which points elsewhere");
             }
           }
-        } else if (nlen != 0 && st != kObjClaimed && st != kObjKilled &&
+        } else if (n.name_len != 0 && st != kObjClaimed && st != kObjKilled &&
                    st != kObjFreeing) {
-          Problem(Slot(slot) + " has a name but no name slot");
+          EntryProblem(slot, n, Slot(slot) + " has a name but no name slot");
         }
       }
     }
+    DecideShares();
   }
 
   void Names() {
     for (uint64_t b = 0; b < h_->name_num_buckets; ++b) {
       const uint64_t used = LoadAcquire(r_.name_bucket(b)->used);
+      if (used >> kSlotsPerBucket) Problem("name bucket " + std::to_string(b) +
+                                           " marks slots past 56 taken");
       uint64_t u = used & ((uint64_t{1} << kSlotsPerBucket) - 1);
       while (u != 0) {
         const uint32_t ns = static_cast<uint32_t>(b * kSlotsPerBucket + std::countr_zero(u));
         u &= u - 1;
         const uint32_t obj = LoadAcquire(r_.name_entry(ns)->obj_slot);
-        if (obj == kNoSlot || obj >= nslots_) {
+        if (obj != kNoSlot && obj >= nslots_) {
+          Problem("name slot " + std::to_string(ns) + " points at object slot " +
+                  std::to_string(obj) + ", out of range");
+          continue;
+        }
+        if (obj == kNoSlot) {
           if (q_) Problem("name slot " + std::to_string(ns) + " is taken but unbound");
           continue;
         }
@@ -241,7 +332,10 @@ class Checker {
     for (const auto& [ns, slot] : named_) {
       const uint64_t used = LoadAcquire(r_.name_bucket(ns / kSlotsPerBucket)->used);
       if (((used >> (ns % kSlotsPerBucket)) & 1) == 0) {
-        Problem(Slot(slot) + "'s name slot " + std::to_string(ns) + " is not taken");
+        auto it = snaps_.find(slot);
+        if (q_ || (it != snaps_.end() && Unchanged(slot, it->second))) {
+          Problem(Slot(slot) + "'s name slot " + std::to_string(ns) + " is not taken");
+        }
       }
     }
   }
@@ -342,7 +436,15 @@ class Checker {
   bool q_;
   CheckReport* out_;
   uint64_t nslots_ = 0, nnames_ = 0;
-  std::vector<bool> active_;
+  std::vector<bool> active_, present_;
+  // Live stores only: the entries as read, and who claimed each block.
+  std::map<uint32_t, Snap> snaps_;
+  std::unordered_map<uint64_t, uint32_t> block_owner_;
+  struct SharedBlock {
+    uint32_t a, b;
+    std::string problem;
+  };
+  std::vector<SharedBlock> shares_;
   std::vector<uint64_t> span_expect_, page_expect_;
   std::map<uint32_t, uint32_t> named_;  // name slot -> object slot
 };
