@@ -16,8 +16,13 @@
 //   memcpy_cold   floor  size  the same into memory no cache holds, ns
 //   put           sys    size  create + write + seal, ns (one process)
 //   get           sys    size  get + read every byte + release, ns
+//   put_recycled  sys    size  create + write + seal of an object whose
+//                              pages the previous one just freed (each is
+//                              deleted after its put), ns
 //   handoff_spin  sys    size  ping-pong round trip between two processes
 //                              through the store, ns (waiters spin first)
+//                              (system glint-poll: glint whose waiters
+//                              poll GetObject(timeout 0), a diagnostic)
 //   handoff_sleep sys    size  the same with waiters asleep on the futex
 //                              (the pause the other side took is removed)
 //   cycle         sys    n     full cycles (create, write, seal, get, read,
@@ -29,7 +34,7 @@
 // there too), so with one client, client and server are on different cores.
 //
 // Usage: glint_compare [--quick] [--redis SOCKET] [--only WORKLOAD,...]
-//                      [--systems SYSTEM,...]
+//                      [--systems SYSTEM,...] [--sizes BYTES,...]
 
 #include <linux/futex.h>
 #include <signal.h>
@@ -66,11 +71,13 @@ struct Options {
   std::string redis;
   std::string only;     // comma-separated workloads; empty: all
   std::string systems;  // comma-separated systems; empty: all
+  std::string sizes;    // comma-separated sizes in bytes; empty: all
   static bool In(const std::string& list, const std::string& w) {
     return list.empty() || ("," + list + ",").find("," + w + ",") !=
                                std::string::npos;
   }
   bool Wants(const char* w) const { return In(only, w); }
+  bool WantsSize(uint64_t size) const { return In(sizes, std::to_string(size)); }
   uint64_t Scale(uint64_t n) const {
     return quick ? std::max<uint64_t>(10, n / 10) : n;
   }
@@ -250,6 +257,7 @@ void Latency(const System& sys, const Options& o) {
     std::vector<uint8_t> ids;
     uint64_t sum = 0, first = 0;
     for (uint64_t size : kSizes) {
+      if (!o.WantsSize(size)) continue;
       const uint64_t n = o.Scale(ItersBySize(size, sys.fast ? fast_n : slow_n));
       const uint64_t warm = std::max<uint64_t>(2, n / 20);
       const uint64_t batch = std::clamp<uint64_t>(kLiveBudget / size, 1, n);
@@ -282,6 +290,36 @@ void Latency(const System& sys, const Options& o) {
   WaitChild(a, ("latency " + sys.name).c_str());
 }
 
+// 4'. Write bandwidth into a new object whose pages were just freed: create
+// + write + seal, then delete, over and over at one size, so the allocator
+// hands the same (cache-warm) pages out again.
+void Recycled(const System& sys, const Options& o) {
+  const pid_t a = ForkChild(0, [&]() -> int {
+    auto c = sys.connect();
+    if (!c) return 1;
+    const std::vector<uint8_t> src = Payload();
+    const uint64_t n_by_size[5] = {0, 0, 2000, 400, 40};
+    uint8_t id[16];
+    for (uint64_t size : kSizes) {
+      if (size < (64 << 10) || !o.WantsSize(size)) continue;
+      const uint64_t n = o.Scale(ItersBySize(size, n_by_size));
+      const uint64_t warm = std::max<uint64_t>(2, n / 20);
+      const IdGen g{NewStream()};
+      std::vector<double> put;
+      for (uint64_t i = 0; i < n + warm; ++i) {
+        g.Make(i, id);
+        const int64_t t0 = NowNs();
+        if (!c->Put(id, src.data(), size)) return 2;
+        if (i >= warm) put.push_back(double(NowNs() - t0));
+        if (!c->Delete(id)) return 3;
+      }
+      ReportSamples("put_recycled", sys.name, size, put);
+    }
+    return 0;
+  });
+  WaitChild(a, ("recycled " + sys.name).c_str());
+}
+
 // 2. Ping-pong through the store: A builds k, B waits for it and answers
 // with k'; A's round trip from before its create to after its get of k'.
 void Handoff(const System& sys, const Options& o, bool sleep) {
@@ -290,6 +328,7 @@ void Handoff(const System& sys, const Options& o, bool sleep) {
   const uint64_t slow_n[5] = {2000, 2000, 1000, 200, 20};
   const uint64_t sleep_n[5] = {1000, 1000, 500, 100, 20};
   for (uint64_t size : kSizes) {
+    if (!o.WantsSize(size)) continue;
     const uint64_t n = o.Scale(
         ItersBySize(size, sleep ? sleep_n : sys.fast ? fast_n : slow_n));
     const uint64_t warm = std::max<uint64_t>(2, n / 20);
@@ -441,11 +480,14 @@ int Main(int argc, char** argv) {
       o.only = argv[++i];
     } else if (a == "--systems" && i + 1 < argc) {
       o.systems = argv[++i];
+    } else if (a == "--sizes" && i + 1 < argc) {
+      o.sizes = argv[++i];
     } else {
       std::fprintf(stderr,
                    "usage: glint_compare [--quick] [--redis SOCKET] "
-                   "[--only floor,latency,handoff,cycle] "
-                   "[--systems glint,global-lock,socket,redis]\n");
+                   "[--only floor,latency,recycled,handoff[_spin|_sleep],cycle] "
+                   "[--systems glint,global-lock,socket,redis] "
+                   "[--sizes 64,4096,...]\n");
       return 2;
     }
   }
@@ -487,6 +529,14 @@ int Main(int argc, char** argv) {
     if (!c) return nullptr;
     return std::make_unique<SocketStoreClient>(std::move(c));
   }});
+  // A diagnostic, in the spinning hand-off only: glint with waiters that
+  // poll GetObject(timeout 0) with one PAUSE in between.
+  System glint_poll{"glint-poll", true, false,
+                    [&]() -> std::unique_ptr<StoreClient> {
+    std::unique_ptr<Client> c;
+    if (!Client::Connect(so.socket_path, &c).ok()) return nullptr;
+    return std::make_unique<GlintStoreClient>(std::move(c), true);
+  }};
   if (!o.redis.empty()) {
     systems.push_back({"redis", false, true, [&] { return ConnectRedis(o.redis); }});
   }
@@ -503,8 +553,14 @@ int Main(int argc, char** argv) {
   if (o.Wants("latency")) {
     for (const System& s : systems) Latency(s, o);
   }
-  if (o.Wants("handoff")) {
+  if (o.Wants("recycled")) {
+    for (const System& s : systems) Recycled(s, o);
+  }
+  if (o.Wants("handoff") || o.Wants("handoff_spin")) {
     for (const System& s : systems) Handoff(s, o, false);
+    if (Options::In(o.systems, glint_poll.name)) Handoff(glint_poll, o, false);
+  }
+  if (o.Wants("handoff") || o.Wants("handoff_sleep")) {
     for (const System& s : systems) {
       if (s.sleeps) Handoff(s, o, true);
     }
