@@ -6,6 +6,9 @@
 // corrupt region gives a report, never a crash). On a live store, states a
 // running operation passes through are not errors; with `quiescent` (no
 // client runs an operation: tests, after recovery) the checks are exact.
+// Live, each entry is read as a seqlock reader and a problem of an entry
+// (or two entries sharing a block) is reported only if the entries are still
+// as read once checked, so an operation finishing meanwhile is no alarm.
 //
 // What it verifies:
 //  - every taken object slot has a valid state; every entry that owns
@@ -18,7 +21,9 @@
 //    creator is a registered client, no client log record is in use, no
 //    wait bucket counts a sleeper;
 //  - names: every taken name slot is bound to an entry that points back at
-//    it, and every named entry's name slot is taken and bound to it;
+//    it (quiescent; a slot pointing past the table: always), and every
+//    named entry's name slot is taken and bound to it; no bucket marks
+//    slots past 56;
 //  - holder bits only for registered clients.
 
 #ifndef GLINT_CORE_CHECK_H_
