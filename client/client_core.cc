@@ -218,7 +218,7 @@ Status ClientCore::Connect(const std::string& path,
   if (send(fd, &hello, sizeof(hello), MSG_NOSIGNAL) != sizeof(hello)) {
     const int err = errno;
     close(fd);
-    return Status::NotConnected("no glint store serves " + path + ": " +
+    return Status::NotConnected("no glint monitor serves " + path + ": " +
                                 std::strerror(err));
   }
   core::Welcome w{};
@@ -239,8 +239,13 @@ Status ClientCore::Connect(const std::string& path,
   if (n != sizeof(w) || w.magic != core::kHelloMagic) {
     if (region_fd >= 0) close(region_fd);
     close(fd);
-    return Status::NotConnected("no glint store serves " + path +
-                                ": the socket did not answer as a glint monitor");
+    // n <= 0: the connection closed unanswered, as it does for a moment
+    // after glintd is killed (the kernel still holds its listening socket).
+    return Status::NotConnected(
+        "no glint monitor serves " + path +
+        (n <= 0 ? ": the connection closed without an answer (glintd "
+                  "stopped or was killed?)"
+                : ": the socket did not answer as a glint monitor"));
   }
   w.message[sizeof(w.message) - 1] = 0;
   const auto code = static_cast<StatusCode>(w.status_code);
