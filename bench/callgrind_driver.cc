@@ -126,8 +126,14 @@ int main(int argc, char** argv) {
   glint::StoreOptions o;
   o.socket_path = "/tmp/glint-callgrind-" + std::to_string(getpid());
   o.capacity = int64_t{256} << 20;
+  // GLINT_STORE=PATH: use a running glintd instead of an embedded monitor
+  // (valgrind does not emulate io_uring, which the monitor's loop uses).
   std::unique_ptr<glint::Monitor> monitor;
-  Check(glint::Monitor::Start(o, &monitor), "Monitor::Start");
+  if (const char* store = std::getenv("GLINT_STORE")) {
+    o.socket_path = store;
+  } else {
+    Check(glint::Monitor::Start(o, &monitor), "Monitor::Start");
+  }
   std::unique_ptr<Client> c;
   Check(Client::Connect(o.socket_path, &c), "Connect");
 

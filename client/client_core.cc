@@ -292,6 +292,7 @@ Status ClientCore::Attach(int region_fd, uint64_t region_size) {
   }
   store_ = std::make_unique<core::Store>(region_);
   hints_.owner = slot_;
+  records_ = region_.record(slot_, 0);
   for (uint32_t i = 0; i < core::kRecordsPerClient; ++i) {
     core::OpRecord* r = region_.record(slot_, i);
     std::memset(static_cast<void*>(r), 0, sizeof(*r));
@@ -314,7 +315,7 @@ ClientCore::~ClientCore() {
     // Give back every reference and abort every build at once, so the store
     // is whole when the destructor returns; the monitor repeats this (a
     // no-op then) when it sees the socket close.
-    RecordGuard g(this);
+    RecordGuard g(this, RecordGuard::kClean);
     store_->ReleaseClient(slot_, g.rec);
   }
   if (sock_fd_ >= 0) {
@@ -330,24 +331,31 @@ ClientCore::~ClientCore() {
 
 core::OpRecord* ClientCore::AcquireRecord() {
   uint64_t v = idle_records_.load(std::memory_order_relaxed);
+  if (v != 0 && idle_records_.compare_exchange_strong(v, v & (v - 1),
+                                                      std::memory_order_acquire)) {
+    return records_ + std::countr_zero(v);  // the common case: one CAS
+  }
   for (uint32_t spins = 0;; ++spins) {
     if (v == 0) {
       BusyWait(spins);
       v = idle_records_.load(std::memory_order_relaxed);
       continue;
     }
-    const uint32_t i = std::countr_zero(v);
-    if (idle_records_.compare_exchange_weak(v, v & ~(uint64_t{1} << i),
+    if (idle_records_.compare_exchange_weak(v, v & (v - 1),
                                             std::memory_order_acquire)) {
-      return region_.record(slot_, i);
+      return records_ + std::countr_zero(v);
     }
   }
 }
 
 // Cleared field by field (the monitor may read a live client's record at
 // any time), then marked idle.
-void ClientCore::ReleaseRecord(core::OpRecord* r) {
+void ClientCore::ReleaseRecord(core::OpRecord* r, bool clean) {
   StoreRelease(r->op, static_cast<uint32_t>(core::kOpNone));
+  if (clean) {
+    idle_records_.fetch_or(uint64_t{1} << (r - records_), std::memory_order_release);
+    return;
+  }
   StoreRelaxed(r->cand_obj, 0u);
   StoreRelaxed(r->cand_name, 0u);
   StoreRelaxed(r->touch, 0u);
@@ -356,8 +364,7 @@ void ClientCore::ReleaseRecord(core::OpRecord* r) {
   core::ClearBlockRef(r->cand_pages);
   core::ClearBlockRef(r->owned[0]);
   core::ClearBlockRef(r->owned[1]);
-  const uint32_t i = static_cast<uint32_t>(r - region_.record(slot_, 0));
-  idle_records_.fetch_or(uint64_t{1} << i, std::memory_order_release);
+  idle_records_.fetch_or(uint64_t{1} << (r - records_), std::memory_order_release);
 }
 
 void ClientCore::MarkInert() {
@@ -426,7 +433,7 @@ void ClientCore::Unhold(uint32_t slot) {
       // A log record only when there may be something to free (the last
       // holder of a deleted object); the SeqCst load keeps the handshake.
       if (core::StateOf(LoadSeqCst(region_.entry(slot)->state)) == core::kObjDeleting) {
-        RecordGuard g(this);
+        RecordGuard g(this, RecordGuard::kClean);
         store_->MaybeFree(slot, g.rec);
       }
       return;
@@ -618,7 +625,7 @@ Status ClientCore::Abort(MutableBuffer* mb) {
   mb->core_ = nullptr;
   mb->data_ = nullptr;
   if (inert_) return CheckUsable();
-  RecordGuard g(this);
+  RecordGuard g(this, RecordGuard::kClean);
   if (!store_->Abort(mb->slot_, mb->gen_, core::IdHash(mb->id_.data()), g.rec)) {
     return LostBuild(mb->id_);
   }
@@ -688,7 +695,7 @@ Status ClientCore::WaitFor(uint64_t wait_hash, int64_t timeout_ms, Find find,
   // kOpWait: wait_bucket is set only while our count is in `waiters`
   // (after the increment, cleared before the decrement), so recovery takes
   // back the count of a getter that died asleep, never one too many.
-  RecordGuard g(this);
+  RecordGuard g(this, RecordGuard::kClean);
   StoreRelease(g.rec->op, static_cast<uint32_t>(core::kOpWait));
   const uint32_t wb_index = static_cast<uint32_t>(wait_hash % core::kNumWaitBuckets);
   for (;;) {
@@ -807,7 +814,7 @@ Status ClientCore::Delete(const ObjectId& id) {
     if (slot == kNoSlot) {
       return Status::NotFound("no sealed object " + id.hex());
     }
-    RecordGuard g(this);
+    RecordGuard g(this, RecordGuard::kClean);
     if (store_->Delete(slot, st, g.rec)) return Status::OK();
   }
 }

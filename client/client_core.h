@@ -77,15 +77,20 @@ class ClientCore {
   // operation takes one (a process-local bitmap of idle ones), and gives it
   // back cleared. More threads in operations at once than records: the
   // extra ones yield until one is free.
+  // `clean`: the operation cleared every field it set but `op` (abort,
+  // delete, free, wait do), so only `op` is reset.
   core::OpRecord* AcquireRecord();
-  void ReleaseRecord(core::OpRecord* rec);
+  void ReleaseRecord(core::OpRecord* rec, bool clean);
   struct RecordGuard {
-    explicit RecordGuard(ClientCore* c) : core(c), rec(c->AcquireRecord()) {}
-    ~RecordGuard() { core->ReleaseRecord(rec); }
+    enum Kind { kDirty, kClean };
+    explicit RecordGuard(ClientCore* c, Kind k = kDirty)
+        : core(c), rec(c->AcquireRecord()), clean(k == kClean) {}
+    ~RecordGuard() { core->ReleaseRecord(rec, clean); }
     RecordGuard(const RecordGuard&) = delete;
     RecordGuard& operator=(const RecordGuard&) = delete;
     ClientCore* core;
     core::OpRecord* rec;
+    bool clean;
   };
   Status LostBuild(const ObjectId& id) const;
 
@@ -100,6 +105,7 @@ class ClientCore {
   std::string address_host_;
   alloc::AllocHints hints_;
   std::atomic<uint64_t> idle_records_{0};
+  core::OpRecord* records_ = nullptr;  // this client's log records
   // Per object slot: references held by this process (bit 31: a thread is
   // flipping the shared holder bit).
   std::atomic<uint32_t>* local_refs_ = nullptr;

@@ -348,7 +348,7 @@ TEST_F(CrashTest, RandomKillsUnderLoad) {
         const int64_t sizes[] = {0, 64, 700, 5000, 16384, 40000, 300000};
         switch (r() % 6) {
           case 0:
-          case 1: (void)Put(c.get(), id, sizes[r() % 7], (r() % 2) ? "n" + id.hex() : ""); break;
+          case 1: (void)Put(c.get(), id, sizes[r() % 7], (r() % 2) ? std::string("n").append(id.hex()) : std::string()); break;
           case 2: (void)c->GetObject(id, &held[r() % 4], 0); break;
           case 3: held[r() % 4].Release(); break;
           case 4: (void)c->Delete(id); break;
