@@ -382,3 +382,107 @@ TEST_F(CrashTest, RandomKillsUnderLoad) {
 
 }  // namespace
 }  // namespace glint::testing
+
+namespace glint::testing {
+namespace {
+
+// The monitor itself killed in the middle of a recovery, at each of its
+// steps: a monitor started again on the same socket re-attaches the region,
+// finds the slot still RECOVERING, and finishes the job.
+TEST(MonitorCrashTest, KilledMidRecoveryAndRestarted) {
+  int finished_at = -1;
+  for (int k = 1; k <= 200 && finished_at < 0; ++k) {
+    StoreOptions o = SmallStoreOptions(int64_t{8} << 20);
+    o.max_objects = 2048;
+    int ready[2];
+    ASSERT_EQ(pipe(ready), 0);
+    const pid_t mon = fork();
+    if (mon == 0) {
+      // The monitor's process: its crash points are the recovery's steps.
+      std::unique_ptr<Monitor> m;
+      if (!Monitor::Start(o, &m).ok()) _exit(3);
+      g_crash_countdown.store(k);
+      (void)!write(ready[1], "r", 1);
+      for (;;) pause();
+    }
+    char x;
+    ASSERT_EQ(read(ready[0], &x, 1), 1);
+    close(ready[0]);
+    close(ready[1]);
+    std::unique_ptr<Client> c;
+    GLINT_ASSERT_OK(Client::Connect(o.socket_path, &c));
+    const ObjectId kept = MakeId(9, 1), held = MakeId(9, 2);
+    MutableBuffer mb;
+    for (const ObjectId& id : {kept, held}) {
+      GLINT_ASSERT_OK(c->BuildObject(id, 3000, &mb, std::string("n").append(id.hex())));
+      FillPattern(mb.mutable_data(), 3000, SeedOf(id));
+      GLINT_ASSERT_OK(mb.Seal());
+    }
+    // A client that dies holding `held` (which we then delete), building a
+    // named object and a large one.
+    const pid_t cl = fork();
+    if (cl == 0) {
+      std::unique_ptr<Client> d;
+      if (!Client::Connect(o.socket_path, &d).ok()) _exit(3);
+      Buffer b;
+      MutableBuffer m1, m2;
+      if (!d->GetObject(held, &b, 0).ok()) _exit(4);
+      if (!d->BuildObject(MakeId(9, 3), 100, &m1, "building").ok()) _exit(5);
+      if (!d->BuildObject(MakeId(9, 4), 200000, &m2).ok()) _exit(6);
+      _exit(0);
+    }
+    int st = 0;
+    waitpid(cl, &st, 0);
+    ASSERT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    GLINT_ASSERT_OK(c->Delete(held));
+    const core::Region r(const_cast<uint8_t*>(c->region_base()),
+                         static_cast<uint64_t>(c->region_size()));
+    auto others_free = [&] {
+      for (uint32_t s = 0; s < r.header()->max_clients; ++s) {
+        if (static_cast<int>(s) == c->client_slot()) continue;
+        if (r.client(s)->state.load() != core::kClientFree) return false;
+      }
+      return true;
+    };
+    // Either the monitor dies at its k-th step, or recovery completes.
+    bool monitor_died = false;
+    ASSERT_TRUE(WaitUntil([&] {
+      if (waitpid(mon, &st, WNOHANG) == mon) {
+        monitor_died = true;
+        return true;
+      }
+      return others_free();
+    }));
+    std::unique_ptr<Monitor> again;
+    if (monitor_died) {
+      ASSERT_TRUE(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL) << st;
+      GLINT_ASSERT_OK(Monitor::Start(o, &again));  // re-attaches
+      ASSERT_TRUE(WaitUntil(others_free)) << "restarted monitor did not finish";
+    } else {
+      finished_at = k;
+    }
+    const core::CheckReport rep = core::CheckRegion(r, /*quiescent=*/true);
+    EXPECT_TRUE(rep.ok()) << "monitor killed at recovery step " << k << ": "
+                          << rep.ToString();
+    Buffer b;
+    GLINT_EXPECT_OK(c->GetObject(kept, &b, 0));
+    EXPECT_EQ(CheckPattern(b.data(), b.size(), SeedOf(kept)), -1);
+    EXPECT_FALSE(c->Contains(held));
+    EXPECT_FALSE(c->Contains(MakeId(9, 3)));
+    b.Release();
+    c.reset();
+    if (!monitor_died) {
+      kill(mon, SIGTERM);
+      waitpid(mon, nullptr, 0);
+    }
+    again.reset();
+    unlink(o.socket_path.c_str());
+    if (::testing::Test::HasFailure()) break;
+  }
+  EXPECT_GT(finished_at, 3) << "recovery passed too few crash points";
+  std::printf("monitor killed at each of %d recovery steps, then completed\n",
+              finished_at - 1);
+}
+
+}  // namespace
+}  // namespace glint::testing
