@@ -82,6 +82,7 @@ class MonitorImpl {
     kOpPidfd = 4,        // poll of a client's pidfd: the process exited
     kOpHelloTimer = 5,   // timer: a connection's Hello deadline
     kOpCancel = 6,       // a cancellation's own completion (ignored)
+    kOpRetry = 7,        // timer: call a deferred recovery again
   };
   static constexpr uint64_t kOpBits = 4;
   static uint64_t Tag(uint64_t id, Op op) { return (id << kOpBits) | op; }
@@ -95,6 +96,8 @@ class MonitorImpl {
     bool gone = false;        // left; erased after this batch
     bool fd_polled = false;   // a poll of fd is in the ring
     bool pidfd_polled = false;
+    bool retrying = false;    // its recovery was deferred; a timer is armed
+    std::string why;          // completes its "left" log line
     uint32_t slot = 0;
     pid_t pid = 0;
   };
@@ -111,6 +114,7 @@ class MonitorImpl {
   void OnHello(Conn* c);
   void OnClientReadable(Conn* c);
   void Leave(Conn* c, const char* why);
+  void Recover(Conn* c);
   void Reply(int fd, StatusCode code, const std::string& msg, uint32_t slot,
              uint64_t serial, bool send_fd);
 
@@ -179,6 +183,7 @@ void Unregister(MonitorImpl* m) {
 // request is submitted.
 __kernel_timespec g_hello_timeout{1, 0};                 // a Hello's deadline
 __kernel_timespec g_accept_pause{0, 100 * 1000 * 1000};  // out of fds
+__kernel_timespec g_recover_retry{0, 2 * 1000 * 1000};   // a deferred recovery
 
 // SO_PEERPIDFD (Linux 6.5): a pidfd of the process that connected, with no
 // window for its pid to be reused. Older headers lack the constant.
@@ -500,7 +505,10 @@ void MonitorImpl::RecoverClients() {
     const pid_t pid = static_cast<pid_t>(raw_pid);
     int pidfd = -1;
     std::string why;
-    if (raw_pid == 0 || raw_pid > static_cast<uint32_t>(INT32_MAX)) {
+    if (core::LoadAcquire(cs->state) == core::kClientRecovering) {
+      // A monitor found it dead and was killed while recovering it.
+      why = "was being recovered when the last monitor stopped";
+    } else if (raw_pid == 0 || raw_pid > static_cast<uint32_t>(INT32_MAX)) {
       why = "no valid pid in its slot";
     } else {
       pidfd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
@@ -525,21 +533,22 @@ void MonitorImpl::RecoverClients() {
         }
       }
     }
-    if (pidfd < 0) {
-      ReleaseClientSlot(store_.get(), i);
-      ++recovered;
-      Log("client " + std::to_string(i) + " (pid " + std::to_string(raw_pid) +
-          ") " + why + "; recovered");
-      continue;
-    }
     const uint64_t id = next_conn_id_++;
     Conn& c = conns_[id];
     c.id = id;
     c.registered = true;
     c.slot = i;
     c.pid = pid;
-    c.pidfd = pidfd;  // armed when the loop starts
     clients_.fetch_add(1);
+    if (pidfd < 0) {
+      ++recovered;
+      c.why = ", " + why + "; recovered";
+      Log("client " + std::to_string(i) + " (pid " + std::to_string(raw_pid) +
+          ") " + why + "; recovering it");
+      Recover(&c);  // a deferral is retried once the loop runs
+      continue;
+    }
+    c.pidfd = pidfd;  // armed when the loop starts
     ++watched;
     Log("client " + std::to_string(i) + " (pid " + std::to_string(pid) +
         ") still runs; watching it");
@@ -712,15 +721,31 @@ void MonitorImpl::Leave(Conn* c, const char* why) {
   c->fd_polled = c->pidfd_polled = false;
   if (c->pidfd >= 0) close(c->pidfd);
   c->pidfd = -1;
-  if (c->registered) {
-    ReleaseClientSlot(store_.get(), c->slot);
-    c->registered = false;
-    clients_.fetch_sub(1);
-    Log("client " + std::to_string(c->slot) + " left (pid " +
-        std::to_string(c->pid) + why + ")");
-  }
   if (c->fd >= 0) close(c->fd);
   c->fd = -1;
+  if (c->registered) {
+    c->why = why;
+    Recover(c);
+    return;
+  }
+  c->gone = true;
+}
+
+// Recovers the slot of a client that left (a no-op check after a Bye). A
+// step that must wait for a live client a few instructions into an
+// allocation makes RecoverClient return false: try again in 2 ms, from
+// the ring, without blocking anyone.
+void MonitorImpl::Recover(Conn* c) {
+  if (!ReleaseClientSlot(store_.get(), c->slot)) {
+    c->retrying = true;
+    if (ring_ready_) Timer(&g_recover_retry, Tag(c->id, kOpRetry));
+    return;  // before the loop runs: Loop() arms the timer
+  }
+  c->retrying = false;
+  c->registered = false;
+  clients_.fetch_sub(1);
+  Log("client " + std::to_string(c->slot) + " left (pid " +
+      std::to_string(c->pid) + c->why + ")");
   c->gone = true;
 }
 
@@ -841,6 +866,11 @@ void MonitorImpl::Dispatch(uint64_t user_data, int32_t res) {
   auto it = conns_.find(id);
   if (it == conns_.end() || it->second.gone) return;  // a late completion
   Conn* c = &it->second;
+  if (c->retrying) {
+    // Its descriptors are closed; only the retry timer concerns it now.
+    if (op == kOpRetry) Recover(c);
+    return;
+  }
   if (op == kOpSocket) {
     c->fd_polled = false;
     if (res == -ECANCELED || c->fd < 0) return;
@@ -868,6 +898,7 @@ void MonitorImpl::Loop() {
     for (auto& [id, c] : conns_) {
       ArmSocket(&c);
       ArmPidfd(&c);
+      if (c.retrying) Timer(&g_recover_retry, Tag(id, kOpRetry));
     }
     io_uring_submit(&ring_);
   }

@@ -391,8 +391,8 @@ TEST(MonitorRestart, ClientThatDiedWhileMonitorWasDownIsRecoveredAtStart) {
   // Recovered before serving.
   EXPECT_EQ(SlotState(watcher.get(), slot), core::kClientFree);
   const std::string log = d2->Log();
-  EXPECT_NE(log.find("client " + std::to_string(slot) + " (pid " +
-                     std::to_string(kid_pid) + ") died while no monitor ran; recovered"),
+  EXPECT_NE(log.find("client " + std::to_string(slot) + " left (pid " +
+                     std::to_string(kid_pid) + ", died while no monitor ran; recovered)"),
             std::string::npos)
       << log;
   EXPECT_EQ(log.find("warning"), std::string::npos) << log;  // same capacity
