@@ -144,7 +144,16 @@ bool Heap::AllocInSpan(uint64_t span_idx, uint32_t cls, uint64_t* offset,
   GLINT_CRASH_POINT();
   const uint32_t words = (cap + 63) / 64;
   const uint64_t csize = ClassSize(cls);
-  for (;;) {
+  for (uint32_t scan = 0;; ++scan) {
+    if (scan == 256) {
+      // No free bit after many scans: the count overstates the taken blocks
+      // (a client died between its reservation and its bit, and recovery has
+      // not recounted the span yet; it waits for our touch to go). Give our
+      // reservation back and look elsewhere rather than spin on it.
+      sp->state.fetch_sub(kSpanCountOne, std::memory_order_acq_rel);
+      if (rec != nullptr) StoreRelease(rec->touch, 0u);
+      return false;
+    }
     for (uint32_t w = 0; w < words; ++w) {
       uint64_t v = LoadRelaxed(sp->bits[w]);
       while (v != kAllOnes) {

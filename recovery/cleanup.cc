@@ -410,7 +410,8 @@ void Recovery::FinishRecord(OpRecord* rec) {
     const uint64_t sst = LoadAcquire(r_.span(touch - 1)->state);
     if (core::SpanKindOf(sst) == core::kSpanRetiring) {
       if (LiveRecordsMention(nullptr, touch, 0, 0)) {
-        deferred_ = true;
+        where_ = "retiring span";
+        Note(Verdict::kDefer);
       } else {
         heap_.FinishRetire(touch - 1);
       }
@@ -506,6 +507,7 @@ void Recovery::WakeEveryWaiter() {
 
 bool Recovery::Run() {
   ClientSlot* cs = r_.client(dead_);
+  if (getenv("GLINT_DEBUG_RECOVERY")) fprintf(stderr, "recovering %u\n", dead_);
   if (LoadAcquire(cs->state) == core::kClientFree) return true;
   StoreRelease(cs->state, static_cast<uint32_t>(core::kClientRecovering));
   for (uint32_t i = 0; i < core::kRecordsPerClient; ++i) {
@@ -525,6 +527,7 @@ bool Recovery::Run() {
   WakeEveryWaiter();
   heap_.RebuildHints();
   if (deferred_) return false;
+  if (getenv("GLINT_DEBUG_RECOVERY")) fprintf(stderr, "recovered %u\n", dead_);
   StoreRelaxed(cs->pid, 0u);
   StoreRelease(cs->state, static_cast<uint32_t>(core::kClientFree));
   return true;
