@@ -695,9 +695,13 @@ Status ClientCore::WaitFor(uint64_t wait_hash, int64_t timeout_ms, Find find,
   // kOpWait: wait_bucket is set only while our count is in `waiters`
   // (after the increment, cleared before the decrement), so recovery takes
   // back the count of a getter that died asleep, never one too many.
+  // kOpWait with gen = bucket + 1 from before the first increment: while a
+  // record says so, recovery leaves the bucket's count alone (see
+  // Recovery::RecountWaiters).
   RecordGuard g(this, RecordGuard::kClean);
-  StoreRelease(g.rec->op, static_cast<uint32_t>(core::kOpWait));
   const uint32_t wb_index = static_cast<uint32_t>(wait_hash % core::kNumWaitBuckets);
+  StoreRelaxed(g.rec->gen, uint64_t{wb_index} + 1);
+  StoreRelease(g.rec->op, static_cast<uint32_t>(core::kOpWait));
   for (;;) {
     // Announce, re-check, sleep: the getter's side of the handshake with
     // Store::Seal/Wake (waiters++ then load state; seal stores state then

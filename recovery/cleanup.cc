@@ -109,6 +109,7 @@ class Recovery {
   void FinishRecord(OpRecord* rec);
   void ScanEntries(OpRecord* rec0);
   void WakeEveryWaiter();
+  void RecountWaiters(uint32_t bucket);
 
   core::Store* s_;
   Region r_;
@@ -500,9 +501,42 @@ void Recovery::WakeEveryWaiter() {
   for (uint32_t i = 0; i < core::kNumWaitBuckets; ++i) {
     core::WaitBucket* wb = r_.wait_bucket(i);
     if (LoadSeqCst(wb->waiters) == 0) continue;
+    RecountWaiters(i);
     wb->seq.fetch_add(1, std::memory_order_seq_cst);
     os::FutexWakeAll(&wb->seq);
   }
+}
+
+// A getter killed between counting itself in `waiters` and marking its
+// record (or between unmarking and uncounting) leaves the count one too
+// high: harmless (a seal then makes one FUTEX_WAKE too many) but lasting.
+// The count must equal the live records marked for the bucket. It is set so
+// only when no live record is between the two steps (op kOpWait for this
+// bucket, unmarked: ambiguous), by a CAS from the value read first, so a
+// getter arriving or leaving meanwhile makes it give up.
+void Recovery::RecountWaiters(uint32_t b) {
+  core::WaitBucket* wb = r_.wait_bucket(b);
+  uint32_t v0 = LoadSeqCst(wb->waiters);
+  auto count = [&](uint32_t* n) {
+    *n = 0;
+    for (uint32_t c = 0; c < r_.header()->max_clients; ++c) {
+      if (c == dead_ || LoadAcquire(r_.client(c)->state) != core::kClientActive) continue;
+      for (uint32_t i = 0; i < core::kRecordsPerClient; ++i) {
+        const OpRecord* rec = r_.record(c, i);
+        const uint32_t marked = LoadAcquire(rec->wait_bucket);
+        if (marked == b + 1) {
+          ++*n;
+        } else if (marked == 0 && LoadAcquire(rec->op) == core::kOpWait &&
+                   LoadRelaxed(rec->gen) == uint64_t{b} + 1) {
+          return false;  // between its two steps
+        }
+      }
+    }
+    return true;
+  };
+  uint32_t n1, n2;
+  if (!count(&n1) || !count(&n2) || n1 != n2 || n1 == v0) return;
+  (void)wb->waiters.compare_exchange_strong(v0, n1, std::memory_order_seq_cst);
 }
 
 bool Recovery::Run() {
