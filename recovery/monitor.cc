@@ -33,6 +33,7 @@
 #include <unordered_map>
 
 #include "core/atomics.h"
+#include "core/check.h"
 #include "core/object_table.h"
 #include "core/os.h"
 #include "core/protocol.h"
@@ -448,6 +449,22 @@ Status MonitorImpl::AttachRegion() {
   if (!s.ok()) {
     return refuse(s.code(), "is not a region this glintd can re-attach: " +
                                 s.message());
+  }
+  // Recovery writes to the region on the word of what it reads: a region
+  // whose contents are corrupt (not merely left mid-operation by clients
+  // that may still run) is refused before anything is written to it.
+  {
+    const core::CheckReport rep =
+        core::CheckRegion(core::Region(base_, size_), /*quiescent=*/false);
+    if (!rep.ok()) {
+      std::string first;
+      for (size_t i = 0; i < rep.problems.size() && i < 3; ++i) {
+        first += (i ? "; " : "") + rep.problems[i];
+      }
+      return refuse(StatusCode::kCorrupt,
+                    "is corrupt (" + std::to_string(rep.problems.size()) +
+                        " problem(s), `glint check` lists them: " + first + ")");
+    }
   }
   core::RegionHeader* h = reinterpret_cast<core::RegionHeader*>(base_);
   Log("re-attached the existing region " + path + " (capacity " +
