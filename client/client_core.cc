@@ -404,6 +404,7 @@ bool ClientCore::Hold(uint32_t slot, uint64_t state) {
     if (c == 0) {
       if (!l.compare_exchange_weak(c, kBusy | 1, std::memory_order_acquire)) continue;
       store_->SetHolder(slot, slot_);
+      GLINT_CRASH_POINT();
       l.store(1, std::memory_order_release);
       break;
     }
@@ -429,6 +430,7 @@ void ClientCore::Unhold(uint32_t slot) {
     if (c == 1) {
       if (!l.compare_exchange_weak(c, kBusy, std::memory_order_acq_rel)) continue;
       store_->ClearHolder(slot, slot_);
+      GLINT_CRASH_POINT();
       l.store(0, std::memory_order_release);
       // A log record only when there may be something to free (the last
       // holder of a deleted object); the SeqCst load keeps the handshake.

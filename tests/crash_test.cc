@@ -107,8 +107,8 @@ class CrashTest : public ::testing::Test {
       if (r == 0 && k > 0) break;  // completed without reaching crash point k
     }
     EXPECT_GT(k, 2) << name << ": the operation passed no crash point";
-    std::printf("%s: killed at each of %d crash points, then completed\n",
-                name.c_str(), k - 1);
+    std::printf("%s: killed at each of %d crash points (0..%d), then completed\n",
+                name.c_str(), k, k - 1);
     return k;
   }
 
@@ -218,6 +218,24 @@ TEST_F(CrashTest, DeleteSealedObject) {
             GLINT_EXPECT_OK(Put(client_.get(), id, 20000, "to-delete"));
           }
         });
+}
+
+TEST_F(CrashTest, GetAndRelease) {
+  const ObjectId id = MakeId(1, 7);
+  GLINT_ASSERT_OK(Put(client_.get(), id, 4000, "got"));
+  Sweep("get+release", NoSetup,
+        [&](Client* c) {
+          Buffer b;
+          if (c->GetObject(id, &b, 0).ok()) b.Release();
+        },
+        [&] {
+          // Still there and whole, and nobody holds it: a delete frees it.
+          Buffer b;
+          GLINT_EXPECT_OK(client_->GetObject(id, &b, 0));
+          EXPECT_EQ(CheckPattern(b.data(), b.size(), SeedOf(id)), -1);
+        });
+  GLINT_EXPECT_OK(client_->Delete(id));
+  EXPECT_TRUE(StoreBecomesEmpty(client_.get()));
 }
 
 TEST_F(CrashTest, LastReleaseOfADeletedObject) {
