@@ -48,7 +48,7 @@ MutableBuffer::~MutableBuffer() {
 
 MutableBuffer::MutableBuffer(MutableBuffer&& o) noexcept
     : core_(o.core_), data_(o.data_), size_(o.size_), slot_(o.slot_),
-      gen_(o.gen_), sealed_(o.sealed_), id_(o.id_) {
+      gen_(o.gen_), sealed_(o.sealed_), id_(o.id_), id_hash_(o.id_hash_) {
   o.core_ = nullptr;
   o.data_ = nullptr;
   o.size_ = 0;
@@ -65,6 +65,7 @@ MutableBuffer& MutableBuffer::operator=(MutableBuffer&& o) noexcept {
     gen_ = o.gen_;
     sealed_ = o.sealed_;
     id_ = o.id_;
+    id_hash_ = o.id_hash_;
     o.core_ = nullptr;
     o.data_ = nullptr;
     o.size_ = 0;

@@ -498,7 +498,8 @@ Status ClientCore::BuildObject(const ObjectId& id, int64_t size,
 
   core::CreateArgs a;
   a.id = core::LoadIdWords(id.data());
-  a.id_key = core::MakeKey(core::IdHash(id.data()), region_.header()->obj_num_buckets);
+  const uint64_t id_hash = core::IdHash(id.data());
+  a.id_key = core::MakeKey(id_hash, region_.header()->obj_num_buckets);
   a.name = name;
   if (!name.empty()) {
     a.name_key = core::MakeKey(core::NameHash(name),
@@ -565,6 +566,7 @@ Status ClientCore::BuildObject(const ObjectId& id, int64_t size,
   mb->slot_ = slot;
   mb->gen_ = gen;
   mb->id_ = id;
+  mb->id_hash_ = id_hash;
   return Status::OK();
 }
 
@@ -615,7 +617,7 @@ Status ClientCore::Resize(MutableBuffer* mb, int64_t new_size) {
 
 Status ClientCore::Seal(MutableBuffer* mb) {
   if (inert_) return CheckUsable();
-  const bool ok = store_->Seal(mb->slot_, mb->gen_, core::IdHash(mb->id_.data()));
+  const bool ok = store_->Seal(mb->slot_, mb->gen_, mb->id_hash_);
   mb->core_ = nullptr;
   mb->data_ = nullptr;
   if (!ok) return LostBuild(mb->id_);
@@ -628,7 +630,7 @@ Status ClientCore::Abort(MutableBuffer* mb) {
   mb->data_ = nullptr;
   if (inert_) return CheckUsable();
   RecordGuard g(this, RecordGuard::kClean);
-  if (!store_->Abort(mb->slot_, mb->gen_, core::IdHash(mb->id_.data()), g.rec)) {
+  if (!store_->Abort(mb->slot_, mb->gen_, mb->id_hash_, g.rec)) {
     return LostBuild(mb->id_);
   }
   return Status::OK();

@@ -1582,6 +1582,29 @@ TEST_F(ClientApiThreadsTest, WaiterGetsAbortedWhenBuildingBufferIsDropped) {
   EXPECT_EQ(st.code(), StatusCode::kAborted) << st.ToString();
 }
 
+// A moved-from-and-to building buffer still wakes the getters of its id
+// when it seals (the buffer carries the id's wait bucket).
+TEST_F(ClientApiThreadsTest, MovedBuildingBufferWakesWaitersOnSeal) {
+  const ObjectId id = ObjectId::Random();
+  MutableBuffer first;
+  GLINT_ASSERT_OK(client_->BuildObject(id, 100, &first));
+  Status st;
+  std::atomic<int> done{0};
+  std::thread t([&] {
+    Buffer b;
+    st = client_->GetObject(id, &b, -1);
+    done.fetch_add(1);
+  });
+  EXPECT_TRUE(WaitForSleepers(client_.get(), IdWaitHash(id)));
+  MutableBuffer second(std::move(first));  // move construction
+  MutableBuffer third;
+  third = std::move(second);               // move assignment
+  GLINT_ASSERT_OK(third.Seal());
+  EXPECT_TRUE(AllWoken(done, 1, client_.get()));
+  t.join();
+  EXPECT_TRUE(st.ok()) << st.ToString();
+}
+
 // A getter by id and one by name, each woken by the seal.
 // Regression test: Seal and Abort once woke the bucket of (name hash | 1),
 // so getters by a name of even hash slept through the seal (until their

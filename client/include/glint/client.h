@@ -143,6 +143,7 @@ class MutableBuffer {
   uint64_t gen_ = 0;
   bool sealed_ = false;
   ObjectId id_;
+  uint64_t id_hash_ = 0;  // the id's hash, for the wake-up at seal or abort
 };
 
 // What the store keeps about an object (the seed's ObjectInfo).
