@@ -513,6 +513,13 @@ bool Heap::RecountSpan(uint64_t span_idx, uint64_t expect) {
   return core::CasSeqCst(sp->state, expect, fixed);
 }
 
+bool Heap::SetSpanCount(uint64_t span_idx, uint64_t expect, uint32_t count) {
+  const uint64_t fixed = MakeSpanState(count, SpanClassOf(expect), SpanKindOf(expect),
+                                       core::SpanFreesOf(expect));
+  if (fixed == expect) return true;
+  return core::CasSeqCst(r_.span(span_idx)->state, expect, fixed);
+}
+
 void Heap::FinishRetire(uint64_t span_idx) {
   const uint64_t s = LoadAcquire(r_.span(span_idx)->state);
   if (SpanKindOf(s) != core::kSpanRetiring) return;

@@ -77,6 +77,9 @@ class Heap {
   // Sets span `i`'s reserved count to the number of taken blocks, if its
   // state is still `expect`. Only right when no live client touches it.
   bool RecountSpan(uint64_t i, uint64_t expect);
+  // Sets span `i`'s reserved count to `count` if its state is still
+  // `expect` (recovery read `count` from the bitmap in between).
+  bool SetSpanCount(uint64_t i, uint64_t expect, uint32_t count);
   // Finishes the retirement of span `i` left RETIRING by a dead client.
   void FinishRetire(uint64_t i);
   // Clears the pages of `mask` in page-bitmap word `w` (a leaked run).

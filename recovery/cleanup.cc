@@ -82,13 +82,15 @@ class Recovery {
                           uint32_t name1) const;
   bool EntryReferences(const Range& block, bool small, uint32_t exclude) const;
   bool SpanCovers(const Range& block) const;
+  bool LiveEntryWork(uint32_t slot) const;
+  bool EntryNames(uint32_t ns, uint32_t exclude) const;
 
   // ---- "free it if nobody owns it"
   Verdict FreeBlockIfUnowned(uint64_t off, uint64_t size, uint32_t exclude);
   Verdict FreeSmallIfUnowned(uint64_t off, uint64_t size, uint32_t exclude);
   Verdict FreePagesIfUnowned(uint64_t off, uint64_t bytes, uint32_t exclude);
   Verdict ReleaseObjSlotIfUnowned(uint32_t slot);
-  Verdict ReleaseNameSlotIfUnowned(uint32_t ns);
+  Verdict ReleaseNameSlotIfUnowned(uint32_t ns, uint32_t exclude);
   bool RecountSpan(uint64_t span);
 
   // ---- the steps
@@ -139,6 +141,43 @@ bool Recovery::LiveRecordsMention(const Range* block, uint32_t span1,
       if (name1 != 0 && LoadAcquire(rec->cand_name) == name1) return true;
       if (overlaps(rec->cand) || overlaps(rec->cand_pages) ||
           overlaps(rec->owned[0]) || overlaps(rec->owned[1])) {
+        return true;
+      }
+    }
+  }
+  return false;
+}
+
+// A live client is freeing, aborting or unclaiming entry `slot` (its record
+// says so from before its CAS until the slot is given back).
+bool Recovery::LiveEntryWork(uint32_t slot) const {
+  for (uint32_t c = 0; c < r_.header()->max_clients; ++c) {
+    if (c == dead_ || LoadAcquire(r_.client(c)->state) != core::kClientActive) continue;
+    for (uint32_t i = 0; i < core::kRecordsPerClient; ++i) {
+      const OpRecord* rec = r_.record(c, i);
+      const uint32_t op = LoadAcquire(rec->op);
+      if ((op == core::kOpFreeEntry || op == core::kOpAbort || op == core::kOpUnclaim) &&
+          LoadRelaxed(rec->obj_slot) == slot) {
+        return true;
+      }
+    }
+  }
+  return false;
+}
+
+// An entry that owns its blocks (other than `exclude`) names name slot `ns`.
+bool Recovery::EntryNames(uint32_t ns, uint32_t exclude) const {
+  const auto* h = r_.header();
+  for (uint64_t b = 0; b < h->obj_num_buckets; ++b) {
+    uint64_t used = LoadAcquire(r_.obj_bucket(b)->used);
+    while (used != 0) {
+      const uint32_t slot = static_cast<uint32_t>(b * core::kSlotsPerBucket +
+                                                  std::countr_zero(used));
+      used &= used - 1;
+      if (slot == exclude) continue;
+      const ObjectEntry* e = r_.entry(slot);
+      if (OwnsBlocks(core::StateOf(LoadAcquire(e->state))) &&
+          LoadRelaxed(e->name_slot) == ns) {
         return true;
       }
     }
@@ -293,7 +332,11 @@ Verdict Recovery::ReleaseObjSlotIfUnowned(uint32_t slot) {
   const core::ObjState st = core::StateOf(s0);
   if (st != core::kObjEmpty && st != core::kObjAborted) return Verdict::kNotOurs;
   if ((LoadSeqCst(bh->used) & bit) == 0) return Verdict::kNotOurs;
-  if (LiveRecordsMention(nullptr, 0, slot + 1, 0)) return Verdict::kDefer;
+  // A live claimer in the middle of its claim, or a live freer between
+  // storing EMPTY/ABORTED and giving the slot back: theirs.
+  if (LiveRecordsMention(nullptr, 0, slot + 1, 0) || LiveEntryWork(slot)) {
+    return Verdict::kDefer;
+  }
   // A claimer writes CLAIMED(gen + 1) right after its claim: an unchanged
   // state with the bit still set means nobody claimed it since (0).
   if (LoadSeqCst(r_.entry(slot)->state) != s0 || (LoadSeqCst(bh->used) & bit) == 0) {
@@ -304,7 +347,7 @@ Verdict Recovery::ReleaseObjSlotIfUnowned(uint32_t slot) {
   return Verdict::kFreed;
 }
 
-Verdict Recovery::ReleaseNameSlotIfUnowned(uint32_t ns) {
+Verdict Recovery::ReleaseNameSlotIfUnowned(uint32_t ns, uint32_t exclude) {
   if (ns >= r_.header()->name_num_buckets * core::kSlotsPerBucket) {
     return Verdict::kNotOurs;
   }
@@ -314,6 +357,10 @@ Verdict Recovery::ReleaseNameSlotIfUnowned(uint32_t ns) {
   const uint32_t q0 = LoadSeqCst(ne->seq);
   if (LoadSeqCst(ne->obj_slot) != kNoSlot) return Verdict::kNotOurs;  // bound
   if ((LoadSeqCst(bh->used) & bit) == 0) return Verdict::kNotOurs;
+  if (LiveRecordsMention(nullptr, 0, 0, ns + 1)) return Verdict::kDefer;
+  // An entry still naming it is releasing it (ReleaseName unbinds, then
+  // clears the bit, then forgets it): its owner gives it back.
+  if (EntryNames(ns, exclude)) return Verdict::kNotOurs;
   if (LiveRecordsMention(nullptr, 0, 0, ns + 1)) return Verdict::kDefer;
   if (LoadSeqCst(ne->obj_slot) != kNoSlot || LoadSeqCst(ne->seq) != q0 ||
       (LoadSeqCst(bh->used) & bit) == 0) {
@@ -335,7 +382,11 @@ bool Recovery::RecountSpan(uint64_t span) {
     if (kind != core::kSpanActive) return true;
     const uint32_t span1 = static_cast<uint32_t>(span + 1);
     if (LiveRecordsMention(nullptr, span1, 0, 0)) return false;
-    if (heap_.RecountSpan(span, st0)) return true;
+    const uint32_t taken = heap_.TakenBlocks(span);
+    // Again after reading the bits: a freer that cleared a bit we counted
+    // out had named the span first (touch before the bit), so it shows now.
+    if (LiveRecordsMention(nullptr, span1, 0, 0)) return false;
+    if (heap_.SetSpanCount(span, st0, taken)) return true;
   }
   return false;
 }
@@ -377,7 +428,12 @@ void Recovery::FinishRecord(OpRecord* rec) {
     const bool freeing = now == core::kObjFreeing;
     const bool unclaiming = op == core::kOpUnclaim &&
                             (now == core::kObjClaimed || now == core::kObjKilled);
-    if (freeing || unclaiming) {
+    if ((freeing || unclaiming) && LiveEntryWork(slot)) {
+      // Our record was written before a CAS we may have lost: a live
+      // client that won it is finishing the job itself.
+      where_ = "entry freed by a live client";
+      Note(Verdict::kDefer);
+    } else if (freeing || unclaiming) {
       uint64_t name_hash = 0;
       const bool named = s_->NameHashOf(e, &name_hash);
       FreeEntryBlocks(slot);
@@ -387,7 +443,7 @@ void Recovery::FinishRecord(OpRecord* rec) {
       if (ns != kNoSlot && ns < r_.header()->name_num_buckets * core::kSlotsPerBucket &&
           LoadAcquire(r_.name_entry(ns)->obj_slot) == kNoSlot) {
         where_ = "entry name";
-        Note(ReleaseNameSlotIfUnowned(ns));
+        Note(ReleaseNameSlotIfUnowned(ns, slot));
       }
       if (!deferred_) {
         if (op == core::kOpAbort) {
@@ -438,7 +494,7 @@ void Recovery::FinishRecord(OpRecord* rec) {
   if (co != 0) Note(ReleaseObjSlotIfUnowned(co - 1));
   const uint32_t cn = LoadAcquire(rec->cand_name);
   where_ = "cand name";
-  if (cn != 0) Note(ReleaseNameSlotIfUnowned(cn - 1));
+  if (cn != 0) Note(ReleaseNameSlotIfUnowned(cn - 1, kNoSlot));
   // A getter that died asleep: take its count out of the bucket.
   const uint32_t wb = LoadAcquire(rec->wait_bucket);
   if (wb != 0 && wb - 1 < core::kNumWaitBuckets) {
