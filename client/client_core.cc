@@ -16,6 +16,8 @@
 #include <cstring>
 #include <mutex>
 #include <set>
+#include <thread>
+#include <chrono>
 
 #include "core/atomics.h"
 #include "core/crash_point.h"
@@ -346,6 +348,17 @@ core::OpRecord* ClientCore::AcquireRecord() {
       return records_ + std::countr_zero(v);
     }
   }
+}
+
+core::OpRecord* ClientCore::TryAcquireRecord(int keep_idle) {
+  uint64_t v = idle_records_.load(std::memory_order_relaxed);
+  while (std::popcount(v) > keep_idle) {
+    if (idle_records_.compare_exchange_weak(v, v & (v - 1),
+                                            std::memory_order_acquire)) {
+      return records_ + std::countr_zero(v);
+    }
+  }
+  return nullptr;
 }
 
 // Cleared field by field (the monitor may read a live client's record at
@@ -702,7 +715,28 @@ Status ClientCore::WaitFor(uint64_t wait_hash, int64_t timeout_ms, Find find,
   // kOpWait with gen = bucket + 1 from before the first increment: while a
   // record says so, recovery leaves the bucket's count alone (see
   // Recovery::RecountWaiters).
-  RecordGuard g(this, RecordGuard::kClean);
+  //
+  // A sleeper holds its record while it sleeps; it takes one only while
+  // kRecordsKeptFromSleepers others stay idle, so sleepers can never starve
+  // the builder they wait for (or any other operation) of a record. Beyond
+  // that, a getter polls every millisecond instead of sleeping on the futex.
+  core::OpRecord* rec = TryAcquireRecord(kRecordsKeptFromSleepers);
+  if (rec == nullptr) {
+    for (;;) {
+      if (int r = check()) return verdict(r);
+      const int64_t now = os::MonotonicNanos();
+      if (now >= deadline) return Status::TimedOut("not sealed in time");
+      std::this_thread::sleep_for(std::chrono::nanoseconds(std::min<int64_t>(deadline - now, 1000 * 1000)));
+    }
+  }
+  struct Give {
+    ClientCore* c;
+    core::OpRecord* r;
+    ~Give() { c->ReleaseRecord(r, /*clean=*/true); }
+  } give{this, rec};
+  struct {
+    core::OpRecord* rec;
+  } g{rec};
   const uint32_t wb_index = static_cast<uint32_t>(wait_hash % core::kNumWaitBuckets);
   StoreRelaxed(g.rec->gen, uint64_t{wb_index} + 1);
   StoreRelease(g.rec->op, static_cast<uint32_t>(core::kOpWait));

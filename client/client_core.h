@@ -80,6 +80,9 @@ class ClientCore {
   // `clean`: the operation cleared every field it set but `op` (abort,
   // delete, free, wait do), so only `op` is reset.
   core::OpRecord* AcquireRecord();
+  // A record only if more than `keep_idle` are idle; else nullptr.
+  core::OpRecord* TryAcquireRecord(int keep_idle);
+  static constexpr int kRecordsKeptFromSleepers = 8;
   void ReleaseRecord(core::OpRecord* rec, bool clean);
   struct RecordGuard {
     enum Kind { kDirty, kClean };

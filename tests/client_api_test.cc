@@ -1605,6 +1605,31 @@ TEST_F(ClientApiThreadsTest, MovedBuildingBufferWakesWaitersOnSeal) {
   EXPECT_TRUE(st.ok()) << st.ToString();
 }
 
+// More getters asleep in one Client than it has log records: they must not
+// starve the thread that builds what they wait for (sleepers leave records
+// idle for other operations; the extra getters poll instead of sleeping).
+TEST_F(ClientApiThreadsTest, ManySleepersDoNotStarveTheBuilder) {
+  const ObjectId id = ObjectId::Random();
+  constexpr int kGetters = 40;
+  std::atomic<int> done{0}, ok{0};
+  std::vector<std::thread> getters;
+  for (int i = 0; i < kGetters; ++i) {
+    getters.emplace_back([&] {
+      Buffer b;
+      if (client_->GetObject(id, &b, 60000).ok()) ok.fetch_add(1);
+      done.fetch_add(1);
+    });
+  }
+  EXPECT_TRUE(WaitForSleepers(client_.get(), IdWaitHash(id),
+                              core::kRecordsPerClient - 8));
+  MutableBuffer mb;
+  GLINT_ASSERT_OK(client_->BuildObject(id, 64, &mb));
+  GLINT_ASSERT_OK(mb.Seal());
+  EXPECT_TRUE(AllWoken(done, kGetters, client_.get()));
+  for (auto& t : getters) t.join();
+  EXPECT_EQ(ok.load(), kGetters);
+}
+
 // A getter by id and one by name, each woken by the seal.
 // Regression test: Seal and Abort once woke the bucket of (name hash | 1),
 // so getters by a name of even hash slept through the seal (until their
