@@ -105,6 +105,7 @@ class Checker {
     uint32_t info_size = 0, name_slot = kNoSlot, creator = 0;
     uint16_t name_len = 0;
     uint64_t holders[kHolderWords] = {};
+    uint64_t id[2] = {};
   };
   Snap Read(uint32_t slot) const {
     const ObjectEntry* e = r_.entry(slot);
@@ -118,6 +119,8 @@ class Checker {
       n.name_slot = LoadRelaxed(e->name_slot);
       n.name_len = LoadRelaxed(e->name_len);
       n.creator = LoadRelaxed(e->creator_slot);
+      n.id[0] = LoadRelaxed(e->id[0]);
+      n.id[1] = LoadRelaxed(e->id[1]);
       for (uint32_t w = 0; w < kHolderWords; ++w) n.holders[w] = LoadRelaxed(e->holders[w]);
       std::atomic_thread_fence(std::memory_order_acquire);
       if (q_ || LoadRelaxed(e->state) == n.state) break;
@@ -273,6 +276,14 @@ class Checker {
           }
         }
         ++out_->objects;
+        // Two committed (being built or sealed) objects with one id: a
+        // create race that both sides won.
+        if (q_ && (st == kObjCreating || st == kObjSealed)) {
+          const auto [it, fresh] = ids_.emplace(std::make_pair(n.id[0], n.id[1]), slot);
+          if (!fresh) {
+            Problem(Slot(slot) + " and " + Slot(it->second) + " hold the same id");
+          }
+        }
         // A live FREEING entry is giving its blocks back right now.
         if (q_ || st != kObjFreeing) {
           OwnBlock(slot, n, n.data_offset, n.data_size, "payload");
@@ -447,6 +458,7 @@ class Checker {
   std::vector<SharedBlock> shares_;
   std::vector<uint64_t> span_expect_, page_expect_;
   std::map<uint32_t, uint32_t> named_;  // name slot -> object slot
+  std::map<std::pair<uint64_t, uint64_t>, uint32_t> ids_;  // committed id -> slot
 };
 
 }  // namespace

@@ -214,6 +214,15 @@ TEST_F(CheckTest, EntryLeftHalfWay) {
   EXPECT_TRUE(CheckRegion(r(), false).ok()) << "a live store passes CLAIMED";
 }
 
+TEST_F(CheckTest, TwoCommittedObjectsWithOneId) {
+  // small_b_ takes small_a_'s id: a create race both sides won.
+  core::ObjectEntry* a = Entry(small_a_);
+  core::ObjectEntry* b = Entry(small_b_);
+  b->id[0].store(a->id[0].load());
+  b->id[1].store(a->id[1].load());
+  ExpectProblem(true, {"hold the same id"});
+}
+
 TEST_F(CheckTest, TakenEmptySlotIsALeak) {
   // The last slot of bucket 3 is taken but EMPTY (no creator is running).
   const uint32_t slot = 3 * core::kSlotsPerBucket + core::kSlotsPerBucket - 1;
