@@ -491,6 +491,9 @@ int Main(int argc, char** argv) {
       return 2;
     }
   }
+  // A closed stdout (`| head`) must not kill us before the store is
+  // stopped: the Monitor's destructor removes the socket and region file.
+  signal(SIGPIPE, SIG_IGN);
   const std::string dir = "/tmp/glint-compare-" + std::to_string(getpid());
   StoreOptions so;
   so.socket_path = dir + "-glint";
