@@ -364,19 +364,11 @@ core::OpRecord* ClientCore::TryAcquireRecord(int keep_idle) {
 // Cleared field by field (the monitor may read a live client's record at
 // any time), then marked idle.
 void ClientCore::ReleaseRecord(core::OpRecord* r, bool clean) {
-  StoreRelease(r->op, static_cast<uint32_t>(core::kOpNone));
   if (clean) {
-    idle_records_.fetch_or(uint64_t{1} << (r - records_), std::memory_order_release);
-    return;
+    StoreRelease(r->op, static_cast<uint32_t>(core::kOpNone));
+  } else {
+    core::ClearRecord(*r);
   }
-  StoreRelaxed(r->cand_obj, 0u);
-  StoreRelaxed(r->cand_name, 0u);
-  StoreRelaxed(r->touch, 0u);
-  StoreRelaxed(r->wait_bucket, 0u);
-  core::ClearBlockRef(r->cand);
-  core::ClearBlockRef(r->cand_pages);
-  core::ClearBlockRef(r->owned[0]);
-  core::ClearBlockRef(r->owned[1]);
   idle_records_.fetch_or(uint64_t{1} << (r - records_), std::memory_order_release);
 }
 
@@ -729,14 +721,7 @@ Status ClientCore::WaitFor(uint64_t wait_hash, int64_t timeout_ms, Find find,
       std::this_thread::sleep_for(std::chrono::nanoseconds(std::min<int64_t>(deadline - now, 1000 * 1000)));
     }
   }
-  struct Give {
-    ClientCore* c;
-    core::OpRecord* r;
-    ~Give() { c->ReleaseRecord(r, /*clean=*/true); }
-  } give{this, rec};
-  struct {
-    core::OpRecord* rec;
-  } g{rec};
+  RecordGuard g(this, rec, RecordGuard::kClean);
   const uint32_t wb_index = static_cast<uint32_t>(wait_hash % core::kNumWaitBuckets);
   StoreRelaxed(g.rec->gen, uint64_t{wb_index} + 1);
   StoreRelease(g.rec->op, static_cast<uint32_t>(core::kOpWait));

@@ -88,6 +88,9 @@ class ClientCore {
     enum Kind { kDirty, kClean };
     explicit RecordGuard(ClientCore* c, Kind k = kDirty)
         : core(c), rec(c->AcquireRecord()), clean(k == kClean) {}
+    // Adopts a record the caller took (TryAcquireRecord).
+    RecordGuard(ClientCore* c, core::OpRecord* r, Kind k)
+        : core(c), rec(r), clean(k == kClean) {}
     ~RecordGuard() { core->ReleaseRecord(rec, clean); }
     RecordGuard(const RecordGuard&) = delete;
     RecordGuard& operator=(const RecordGuard&) = delete;

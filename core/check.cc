@@ -85,11 +85,7 @@ class Checker {
       }
       for (uint32_t i = 0; i < kRecordsPerClient; ++i) {
         const OpRecord* rec = r_.record(c, i);
-        if (LoadAcquire(rec->op) != kOpNone || LoadAcquire(rec->touch) != 0 ||
-            LoadAcquire(rec->cand.off1) != 0 || LoadAcquire(rec->cand_pages.off1) != 0 ||
-            LoadAcquire(rec->owned[0].off1) != 0 || LoadAcquire(rec->owned[1].off1) != 0 ||
-            LoadAcquire(rec->cand_obj) != 0 || LoadAcquire(rec->cand_name) != 0 ||
-            LoadAcquire(rec->wait_bucket) != 0) {
+        if (!RecordIdle(*rec)) {
           Problem("client slot " + std::to_string(c) + " log record " +
                   std::to_string(i) + " is in use (op " +
                   std::to_string(LoadAcquire(rec->op)) + ")");

@@ -146,6 +146,30 @@ struct alignas(64) OpRecord {
 };
 static_assert(sizeof(OpRecord) == 128);
 
+// True when no field of the record is set (it names nothing).
+inline bool RecordIdle(const OpRecord& r) {
+  constexpr auto acq = std::memory_order_acquire;
+  return r.op.load(acq) == kOpNone && r.touch.load(acq) == 0 &&
+         r.cand_obj.load(acq) == 0 && r.cand_name.load(acq) == 0 &&
+         r.wait_bucket.load(acq) == 0 && r.cand.off1.load(acq) == 0 &&
+         r.cand_pages.off1.load(acq) == 0 && r.owned[0].off1.load(acq) == 0 &&
+         r.owned[1].off1.load(acq) == 0;
+}
+// Clears every field of a record, op first. A crash part-way leaves fields
+// that name what is now referenced elsewhere or free: recovery decides them
+// as any other (RecordIdle is false until the last store).
+inline void ClearRecord(OpRecord& r) {
+  r.op.store(kOpNone, std::memory_order_release);
+  r.cand_obj.store(0, std::memory_order_relaxed);
+  r.cand_name.store(0, std::memory_order_relaxed);
+  r.touch.store(0, std::memory_order_relaxed);
+  r.wait_bucket.store(0, std::memory_order_relaxed);
+  ClearBlockRef(r.cand);
+  ClearBlockRef(r.cand_pages);
+  ClearBlockRef(r.owned[0]);
+  ClearBlockRef(r.owned[1]);
+}
+
 inline constexpr uint32_t kClientHeaderBytes = 256;
 inline constexpr uint32_t kRecordsPerClient =
     (kClientStride - kClientHeaderBytes) / sizeof(OpRecord);  // 30

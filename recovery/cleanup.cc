@@ -78,6 +78,32 @@ class Recovery {
 
  private:
   // ---- what references what
+  // Calls f(record) for every record of every live client but the dead
+  // one; true as soon as f does.
+  template <typename F>
+  bool AnyLiveRecord(F&& f) const {
+    for (uint32_t c = 0; c < r_.header()->max_clients; ++c) {
+      if (c == dead_ || LoadAcquire(r_.client(c)->state) != core::kClientActive) continue;
+      for (uint32_t i = 0; i < core::kRecordsPerClient; ++i) {
+        if (f(*r_.record(c, i))) return true;
+      }
+    }
+    return false;
+  }
+  // Calls f(slot, entry) for every taken object slot; true as soon as f is.
+  template <typename F>
+  bool AnyTakenEntry(F&& f) const {
+    for (uint64_t b = 0; b < r_.header()->obj_num_buckets; ++b) {
+      uint64_t used = LoadAcquire(r_.obj_bucket(b)->used);
+      while (used != 0) {
+        const uint32_t slot = static_cast<uint32_t>(b * core::kSlotsPerBucket +
+                                                    std::countr_zero(used));
+        used &= used - 1;
+        if (f(slot, r_.entry(slot))) return true;
+      }
+    }
+    return false;
+  }
   bool LiveRecordsMention(const Range* block, uint32_t span1, uint32_t obj1,
                           uint32_t name1) const;
   bool EntryReferences(const Range& block, bool small, uint32_t exclude) const;
@@ -124,91 +150,54 @@ class Recovery {
 
 bool Recovery::LiveRecordsMention(const Range* block, uint32_t span1,
                                   uint32_t obj1, uint32_t name1) const {
-  const uint32_t nclients = r_.header()->max_clients;
   auto overlaps = [&](const BlockRef& b) {
     const uint64_t off1 = LoadAcquire(b.off1);
     const uint64_t size = LoadRelaxed(b.size);
     return block != nullptr && off1 != 0 && size != 0 &&
            BlockRange(off1 - 1, size).Overlaps(*block);
   };
-  for (uint32_t c = 0; c < nclients; ++c) {
-    if (c == dead_) continue;
-    if (LoadAcquire(r_.client(c)->state) != core::kClientActive) continue;
-    for (uint32_t i = 0; i < core::kRecordsPerClient; ++i) {
-      const OpRecord* rec = r_.record(c, i);
-      if (span1 != 0 && LoadAcquire(rec->touch) == span1) return true;
-      if (obj1 != 0 && LoadAcquire(rec->cand_obj) == obj1) return true;
-      if (name1 != 0 && LoadAcquire(rec->cand_name) == name1) return true;
-      if (overlaps(rec->cand) || overlaps(rec->cand_pages) ||
-          overlaps(rec->owned[0]) || overlaps(rec->owned[1])) {
-        return true;
-      }
-    }
-  }
-  return false;
+  return AnyLiveRecord([&](const OpRecord& rec) {
+    return (span1 != 0 && LoadAcquire(rec.touch) == span1) ||
+           (obj1 != 0 && LoadAcquire(rec.cand_obj) == obj1) ||
+           (name1 != 0 && LoadAcquire(rec.cand_name) == name1) ||
+           overlaps(rec.cand) || overlaps(rec.cand_pages) || overlaps(rec.owned[0]) ||
+           overlaps(rec.owned[1]);
+  });
 }
 
 // A live client is freeing, aborting or unclaiming entry `slot` (its record
 // says so from before its CAS until the slot is given back).
 bool Recovery::LiveEntryWork(uint32_t slot) const {
-  for (uint32_t c = 0; c < r_.header()->max_clients; ++c) {
-    if (c == dead_ || LoadAcquire(r_.client(c)->state) != core::kClientActive) continue;
-    for (uint32_t i = 0; i < core::kRecordsPerClient; ++i) {
-      const OpRecord* rec = r_.record(c, i);
-      const uint32_t op = LoadAcquire(rec->op);
-      if ((op == core::kOpFreeEntry || op == core::kOpAbort || op == core::kOpUnclaim) &&
-          LoadRelaxed(rec->obj_slot) == slot) {
-        return true;
-      }
-    }
-  }
-  return false;
+  return AnyLiveRecord([&](const OpRecord& rec) {
+    const uint32_t op = LoadAcquire(rec.op);
+    return (op == core::kOpFreeEntry || op == core::kOpAbort || op == core::kOpUnclaim) &&
+           LoadRelaxed(rec.obj_slot) == slot;
+  });
 }
 
 // An entry that owns its blocks (other than `exclude`) names name slot `ns`.
 bool Recovery::EntryNames(uint32_t ns, uint32_t exclude) const {
-  const auto* h = r_.header();
-  for (uint64_t b = 0; b < h->obj_num_buckets; ++b) {
-    uint64_t used = LoadAcquire(r_.obj_bucket(b)->used);
-    while (used != 0) {
-      const uint32_t slot = static_cast<uint32_t>(b * core::kSlotsPerBucket +
-                                                  std::countr_zero(used));
-      used &= used - 1;
-      if (slot == exclude) continue;
-      const ObjectEntry* e = r_.entry(slot);
-      if (OwnsBlocks(core::StateOf(LoadAcquire(e->state))) &&
-          LoadRelaxed(e->name_slot) == ns) {
-        return true;
-      }
-    }
-  }
-  return false;
+  return AnyTakenEntry([&](uint32_t slot, const ObjectEntry* e) {
+    return slot != exclude && OwnsBlocks(core::StateOf(LoadAcquire(e->state))) &&
+           LoadRelaxed(e->name_slot) == ns;
+  });
 }
 
 bool Recovery::EntryReferences(const Range& block, bool small,
                                uint32_t exclude) const {
-  const auto* h = r_.header();
-  for (uint64_t b = 0; b < h->obj_num_buckets; ++b) {
-    uint64_t used = LoadAcquire(r_.obj_bucket(b)->used);
-    while (used != 0) {
-      const uint32_t slot = static_cast<uint32_t>(b * core::kSlotsPerBucket +
-                                                  std::countr_zero(used));
-      used &= used - 1;
-      if (slot == exclude) continue;
-      const ObjectEntry* e = r_.entry(slot);
-      if (!OwnsBlocks(core::StateOf(LoadAcquire(e->state)))) continue;
-      const uint64_t dsize = LoadRelaxed(e->data_size);
-      const uint64_t isize = LoadRelaxed(e->info_size);
-      for (auto [off, size] : {std::pair{LoadRelaxed(e->data_offset), dsize},
-                               std::pair{LoadRelaxed(e->info_offset), isize}}) {
-        if (size == 0) continue;
-        const bool esmall = size <= alloc::kMaxSmallSize;
-        if (small && esmall && off == block.lo) return true;
-        if (!small && !esmall && BlockRange(off, size).Overlaps(block)) return true;
-      }
+  return AnyTakenEntry([&](uint32_t slot, const ObjectEntry* e) {
+    if (slot == exclude || !OwnsBlocks(core::StateOf(LoadAcquire(e->state)))) return false;
+    const uint64_t dsize = LoadRelaxed(e->data_size);
+    const uint64_t isize = LoadRelaxed(e->info_size);
+    for (auto [off, size] : {std::pair{LoadRelaxed(e->data_offset), dsize},
+                             std::pair{LoadRelaxed(e->info_offset), isize}}) {
+      if (size == 0) continue;
+      const bool esmall = size <= alloc::kMaxSmallSize;
+      if (small && esmall && off == block.lo) return true;
+      if (!small && !esmall && BlockRange(off, size).Overlaps(block)) return true;
     }
-  }
-  return false;
+    return false;
+  });
 }
 
 bool Recovery::SpanCovers(const Range& block) const {
@@ -502,15 +491,7 @@ void Recovery::FinishRecord(OpRecord* rec) {
     r_.wait_bucket(wb - 1)->waiters.fetch_sub(1, std::memory_order_seq_cst);
   }
   if (deferred_) return;
-  // Done with this record: clear it (op last).
-  StoreRelaxed(rec->cand_obj, 0u);
-  StoreRelaxed(rec->cand_name, 0u);
-  StoreRelaxed(rec->touch, 0u);
-  core::ClearBlockRef(rec->cand);
-  core::ClearBlockRef(rec->cand_pages);
-  core::ClearBlockRef(rec->owned[0]);
-  core::ClearBlockRef(rec->owned[1]);
-  StoreRelease(rec->op, static_cast<uint32_t>(core::kOpNone));
+  core::ClearRecord(*rec);  // done with it
 }
 
 // Every taken entry: the dead client's holder bits go (and a deleted object
@@ -519,35 +500,27 @@ void Recovery::FinishRecord(OpRecord* rec) {
 // back. Each change on its behalf is logged in its record 0 first, so a
 // monitor killed here leaves the next one a record to finish.
 void Recovery::ScanEntries(OpRecord* rec0) {
-  const auto* h = r_.header();
   const uint64_t bit = uint64_t{1} << (dead_ % 64);
   const uint32_t serial = static_cast<uint32_t>(LoadRelaxed(r_.client(dead_)->serial));
-  for (uint64_t b = 0; b < h->obj_num_buckets; ++b) {
-    uint64_t used = LoadAcquire(r_.obj_bucket(b)->used);
-    while (used != 0) {
-      const uint32_t slot = static_cast<uint32_t>(b * core::kSlotsPerBucket +
-                                                  std::countr_zero(used));
-      used &= used - 1;
-      ObjectEntry* e = r_.entry(slot);
-      if (LoadSeqCst(e->holders[dead_ / 64]) & bit) s_->ClearHolder(slot, dead_);
-      s_->MaybeFree(slot, rec0);
-      const uint64_t st = LoadAcquire(e->state);
-      if (LoadRelaxed(e->creator_slot) != dead_ ||
-          LoadRelaxed(e->creator_serial) != serial) {
-        continue;
-      }
-      const core::ObjState now = core::StateOf(st);
-      if (now == core::kObjCreating) {
-        const core::IdWords w{{LoadRelaxed(e->id[0]), LoadRelaxed(e->id[1])}};
-        s_->Abort(slot, core::GenOf(st), core::IdHash(w.w), rec0);
-      } else if (now == core::kObjClaimed || now == core::kObjKilled) {
-        StoreRelaxed(rec0->obj_slot, slot);
-        StoreRelaxed(rec0->gen, core::GenOf(st));
-        StoreRelease(rec0->op, static_cast<uint32_t>(core::kOpUnclaim));
-        FinishRecord(rec0);
-      }
+  AnyTakenEntry([&](uint32_t slot, ObjectEntry* e) {
+    if (LoadSeqCst(e->holders[dead_ / 64]) & bit) s_->ClearHolder(slot, dead_);
+    s_->MaybeFree(slot, rec0);
+    const uint64_t st = LoadAcquire(e->state);
+    if (LoadRelaxed(e->creator_slot) != dead_ || LoadRelaxed(e->creator_serial) != serial) {
+      return false;
     }
-  }
+    const core::ObjState now = core::StateOf(st);
+    if (now == core::kObjCreating) {
+      const core::IdWords w{{LoadRelaxed(e->id[0]), LoadRelaxed(e->id[1])}};
+      s_->Abort(slot, core::GenOf(st), core::IdHash(w.w), rec0);
+    } else if (now == core::kObjClaimed || now == core::kObjKilled) {
+      StoreRelaxed(rec0->obj_slot, slot);
+      StoreRelaxed(rec0->gen, core::GenOf(st));
+      StoreRelease(rec0->op, static_cast<uint32_t>(core::kOpUnclaim));
+      FinishRecord(rec0);
+    }
+    return false;
+  });
 }
 
 // Wake-ups the dead client owed (it died between sealing or aborting and
@@ -573,22 +546,16 @@ void Recovery::WakeEveryWaiter() {
 void Recovery::RecountWaiters(uint32_t b) {
   core::WaitBucket* wb = r_.wait_bucket(b);
   uint32_t v0 = LoadSeqCst(wb->waiters);
+  // The live records marked for the bucket; false if one is between its
+  // two steps.
   auto count = [&](uint32_t* n) {
     *n = 0;
-    for (uint32_t c = 0; c < r_.header()->max_clients; ++c) {
-      if (c == dead_ || LoadAcquire(r_.client(c)->state) != core::kClientActive) continue;
-      for (uint32_t i = 0; i < core::kRecordsPerClient; ++i) {
-        const OpRecord* rec = r_.record(c, i);
-        const uint32_t marked = LoadAcquire(rec->wait_bucket);
-        if (marked == b + 1) {
-          ++*n;
-        } else if (marked == 0 && LoadAcquire(rec->op) == core::kOpWait &&
-                   LoadRelaxed(rec->gen) == uint64_t{b} + 1) {
-          return false;  // between its two steps
-        }
-      }
-    }
-    return true;
+    return !AnyLiveRecord([&](const OpRecord& rec) {
+      const uint32_t marked = LoadAcquire(rec.wait_bucket);
+      if (marked == b + 1) ++*n;
+      return marked == 0 && LoadAcquire(rec.op) == core::kOpWait &&
+             LoadRelaxed(rec.gen) == uint64_t{b} + 1;
+    });
   };
   uint32_t n1, n2;
   if (!count(&n1) || !count(&n2) || n1 != n2 || n1 == v0) return;
@@ -602,11 +569,7 @@ bool Recovery::Run() {
   StoreRelease(cs->state, static_cast<uint32_t>(core::kClientRecovering));
   for (uint32_t i = 0; i < core::kRecordsPerClient; ++i) {
     OpRecord* rec = r_.record(dead_, i);
-    if (LoadAcquire(rec->op) != core::kOpNone || LoadAcquire(rec->touch) != 0 ||
-        LoadAcquire(rec->cand.off1) != 0 || LoadAcquire(rec->cand_pages.off1) != 0 ||
-        LoadAcquire(rec->cand_obj) != 0 || LoadAcquire(rec->cand_name) != 0 ||
-        LoadAcquire(rec->wait_bucket) != 0 || LoadAcquire(rec->owned[0].off1) != 0 ||
-        LoadAcquire(rec->owned[1].off1) != 0) {
+    if (!core::RecordIdle(*rec)) {
       const bool before = deferred_;
       deferred_ = false;
       FinishRecord(rec);
