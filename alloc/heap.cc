@@ -504,15 +504,6 @@ uint32_t Heap::TakenBlocks(uint64_t span_idx) const {
   return n;
 }
 
-bool Heap::RecountSpan(uint64_t span_idx, uint64_t expect) {
-  SpanMeta* sp = r_.span(span_idx);
-  const uint32_t taken = TakenBlocks(span_idx);
-  const uint64_t fixed = MakeSpanState(taken, SpanClassOf(expect), SpanKindOf(expect),
-                                       core::SpanFreesOf(expect));
-  if (fixed == expect) return true;
-  return core::CasSeqCst(sp->state, expect, fixed);
-}
-
 bool Heap::SetSpanCount(uint64_t span_idx, uint64_t expect, uint32_t count) {
   const uint64_t fixed = MakeSpanState(count, SpanClassOf(expect), SpanKindOf(expect),
                                        core::SpanFreesOf(expect));

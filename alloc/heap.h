@@ -74,9 +74,6 @@ class Heap {
   // Clears the bit of block `offset` (class `cls`) and counts a free, unless
   // the span's state is no longer `expect` (then false: decide again).
   bool RecoverBlock(uint64_t offset, uint32_t cls, uint64_t expect);
-  // Sets span `i`'s reserved count to the number of taken blocks, if its
-  // state is still `expect`. Only right when no live client touches it.
-  bool RecountSpan(uint64_t i, uint64_t expect);
   // Sets span `i`'s reserved count to `count` if its state is still
   // `expect` (recovery read `count` from the bitmap in between).
   bool SetSpanCount(uint64_t i, uint64_t expect, uint32_t count);

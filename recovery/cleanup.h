@@ -27,14 +27,11 @@ namespace glint::internal {
 // when done. Returns false when some step had to be deferred (call again in
 // a few milliseconds; everything else is done). Never blocks. Lock-free
 // with respect to live clients, which keep working throughout.
-// REQUIRES: the process of `slot` is gone; one recovery at a time.
+// Also frees the slot of a client that left cleanly (it said Bye after
+// releasing everything itself): its records are idle, nothing else to do.
+// REQUIRES: the process of `slot` is gone, or it said Bye; one recovery at
+// a time.
 bool RecoverClient(core::Store* store, uint32_t slot);
-
-// The same, for a client that left cleanly (it said Bye, after releasing
-// everything itself): a no-op check of its records, then the slot is freed.
-inline bool ReleaseClientSlot(core::Store* store, uint32_t slot) {
-  return RecoverClient(store, slot);
-}
 
 }  // namespace glint::internal
 

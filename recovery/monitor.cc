@@ -753,7 +753,7 @@ void MonitorImpl::Leave(Conn* c, const char* why) {
 // allocation makes RecoverClient return false: try again in 2 ms, from
 // the ring, without blocking anyone.
 void MonitorImpl::Recover(Conn* c) {
-  if (!ReleaseClientSlot(store_.get(), c->slot)) {
+  if (!RecoverClient(store_.get(), c->slot)) {
     c->retrying = true;
     if (ring_ready_) Timer(&g_recover_retry, Tag(c->id, kOpRetry));
     return;  // before the loop runs: Loop() arms the timer
