@@ -32,6 +32,39 @@ namespace {
 using core::g_crash_countdown;
 using core::g_crash_steps;
 
+// Forks a process that runs `setup`, sends its answer back through a pipe
+// and then pauses until the test kills it. An empty answer means setup
+// failed (the child exits). Returns the child's pid; *answer gets the
+// answer ("" if the child died first).
+pid_t ForkAndPause(const std::function<std::string()>& setup, std::string* answer) {
+  int ready[2];
+  if (pipe(ready) != 0) return -1;
+  const pid_t pid = fork();
+  if (pid == 0) {
+    close(ready[0]);
+    const std::string a = setup();
+    if (a.empty()) _exit(3);
+    (void)!write(ready[1], a.data(), a.size());
+    for (;;) pause();
+  }
+  close(ready[1]);
+  char buf[512];
+  const ssize_t n = read(ready[0], buf, sizeof(buf));
+  close(ready[0]);
+  answer->assign(buf, n > 0 ? static_cast<size_t>(n) : 0);
+  return pid;
+}
+
+// True when every client slot but `mine` is free (recovery is done).
+bool OtherClientsFree(const core::Region& r, int mine) {
+  for (uint32_t c = 0; c < r.header()->max_clients; ++c) {
+    if (static_cast<int>(c) != mine && r.client(c)->state.load() != core::kClientFree) {
+      return false;
+    }
+  }
+  return true;
+}
+
 class CrashTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -75,13 +108,8 @@ class CrashTest : public ::testing::Test {
   ::testing::AssertionResult RecoveredAndSound(const std::string& where) {
     // Every client slot but ours free again (recovery done).
     const core::Region r = region();
-    const bool alone = WaitUntil([&] {
-      for (uint32_t c = 0; c < r.header()->max_clients; ++c) {
-        if (static_cast<int>(c) == client_->client_slot()) continue;
-        if (r.client(c)->state.load() != core::kClientFree) return false;
-      }
-      return true;
-    });
+    const bool alone =
+        WaitUntil([&] { return OtherClientsFree(r, client_->client_slot()); });
     if (!alone) return ::testing::AssertionFailure() << where << ": client not recovered";
     const core::CheckReport rep = core::CheckRegion(region(), /*quiescent=*/true);
     if (!rep.ok()) return ::testing::AssertionFailure() << where << ": " << rep.ToString();
@@ -309,20 +337,16 @@ TEST_F(CrashTest, GetterKilledAsleep) {
 // timeout.
 TEST_F(CrashTest, WaitersOfADeadBuilderAreAborted) {
   const ObjectId id = MakeId(1, 9);
-  int ready[2];
-  ASSERT_EQ(pipe(ready), 0);
-  const pid_t pid = fork();
-  if (pid == 0) {
-    std::unique_ptr<Client> c;
-    if (!Client::Connect(monitor_->socket_path(), &c).ok()) _exit(3);
-    MutableBuffer mb;
-    if (!c->BuildObject(id, 100, &mb, "pending").ok()) _exit(4);
-    (void)!write(ready[1], "x", 1);
-    pause();
-    _exit(0);
-  }
-  char x;
-  ASSERT_EQ(read(ready[0], &x, 1), 1);
+  std::unique_ptr<Client> c;  // the child's, kept alive while it pauses
+  MutableBuffer mb;
+  std::string answer;
+  const pid_t pid = ForkAndPause(
+      [&]() -> std::string {
+        if (!Client::Connect(monitor_->socket_path(), &c).ok()) return "";
+        return c->BuildObject(id, 100, &mb, "pending").ok() ? "built" : "";
+      },
+      &answer);
+  ASSERT_EQ(answer, "built");
   Status by_id, by_name;
   std::thread t1([&] {
     Buffer b;
@@ -344,8 +368,6 @@ TEST_F(CrashTest, WaitersOfADeadBuilderAreAborted) {
   // Promptly: far below the 60 s timeout (a generous bound, not a benchmark).
   EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(20));
   EXPECT_TRUE(RecoveredAndSound("builder killed"));
-  close(ready[0]);
-  close(ready[1]);
 }
 
 // Several clients run a random mix of every operation on shared ids (bytes
@@ -447,21 +469,17 @@ TEST(MonitorCrashTest, KilledMidRecoveryAndRestarted) {
   for (int k = 1; k <= 200 && finished_at < 0; ++k) {
     StoreOptions o = SmallStoreOptions(int64_t{8} << 20);
     o.max_objects = 2048;
-    int ready[2];
-    ASSERT_EQ(pipe(ready), 0);
-    const pid_t mon = fork();
-    if (mon == 0) {
-      // The monitor's process: its crash points are the recovery's steps.
-      std::unique_ptr<Monitor> m;
-      if (!Monitor::Start(o, &m).ok()) _exit(3);
-      g_crash_countdown.store(k);
-      (void)!write(ready[1], "r", 1);
-      for (;;) pause();
-    }
-    char x;
-    ASSERT_EQ(read(ready[0], &x, 1), 1);
-    close(ready[0]);
-    close(ready[1]);
+    // The monitor's process: its crash points are the recovery's steps.
+    std::unique_ptr<Monitor> m;  // the child's
+    std::string answer;
+    const pid_t mon = ForkAndPause(
+        [&]() -> std::string {
+          if (!Monitor::Start(o, &m).ok()) return "";
+          g_crash_countdown.store(k);
+          return "started";
+        },
+        &answer);
+    ASSERT_EQ(answer, "started");
     std::unique_ptr<Client> c;
     GLINT_ASSERT_OK(Client::Connect(o.socket_path, &c));
     const ObjectId kept = MakeId(9, 1), held = MakeId(9, 2);
@@ -490,13 +508,7 @@ TEST(MonitorCrashTest, KilledMidRecoveryAndRestarted) {
     GLINT_ASSERT_OK(c->Delete(held));
     const core::Region r(const_cast<uint8_t*>(c->region_base()),
                          static_cast<uint64_t>(c->region_size()));
-    auto others_free = [&] {
-      for (uint32_t s = 0; s < r.header()->max_clients; ++s) {
-        if (static_cast<int>(s) == c->client_slot()) continue;
-        if (r.client(s)->state.load() != core::kClientFree) return false;
-      }
-      return true;
-    };
+    auto others_free = [&] { return OtherClientsFree(r, c->client_slot()); };
     // Either the monitor dies at its k-th step, or recovery completes.
     bool monitor_died = false;
     ASSERT_TRUE(WaitUntil([&] {
@@ -558,30 +570,26 @@ TEST(CorruptRegionTest, RestartedMonitorRefusesOrServesSoundly) {
   for (int round = 0; round < rounds; ++round) {
     StoreOptions o = SmallStoreOptions(int64_t{4} << 20);
     o.max_objects = 1024;
-    int ready[2];
-    ASSERT_EQ(pipe(ready), 0);
-    const pid_t mon = fork();
-    if (mon == 0) {
-      // A store with sealed, named and unsealed objects, then a SIGKILL.
-      std::unique_ptr<Monitor> m;
-      if (!Monitor::Start(o, &m).ok()) _exit(3);
-      std::unique_ptr<Client> c;
-      if (!Client::Connect(o.socket_path, &c).ok()) _exit(4);
-      MutableBuffer mb;
-      for (int i = 0; i < 20; ++i) {
-        const std::string name = i % 2 ? std::string("n").append(std::to_string(i)) : std::string();
-        if (!c->BuildObject(MakeId(5, i), 100 * i, &mb, name).ok()) _exit(5);
-        if (i % 5 != 0 && !mb.Seal().ok()) _exit(6);
-      }
-      const std::string path = m->region_path();
-      (void)!write(ready[1], path.c_str(), path.size());
-      for (;;) pause();
-    }
-    char buf[256] = {};
-    ASSERT_GT(read(ready[0], buf, sizeof(buf) - 1), 0);
-    const std::string region_path = buf;
-    close(ready[0]);
-    close(ready[1]);
+    // A store with sealed, named and unsealed objects, then a SIGKILL.
+    std::unique_ptr<Monitor> m;  // the child's
+    std::unique_ptr<Client> c;
+    MutableBuffer mb;
+    std::string region_path;
+    const pid_t mon = ForkAndPause(
+        [&]() -> std::string {
+          if (!Monitor::Start(o, &m).ok() || !Client::Connect(o.socket_path, &c).ok()) {
+            return "";
+          }
+          for (int i = 0; i < 20; ++i) {
+            const std::string name =
+                i % 2 ? std::string("n").append(std::to_string(i)) : std::string();
+            if (!c->BuildObject(MakeId(5, i), 100 * i, &mb, name).ok()) return "";
+            if (i % 5 != 0 && !mb.Seal().ok()) return "";
+          }
+          return m->region_path();
+        },
+        &region_path);
+    ASSERT_FALSE(region_path.empty());
     kill(mon, SIGKILL);
     waitpid(mon, nullptr, 0);
 
