@@ -120,18 +120,17 @@ class Recovery {
   bool RecountSpan(uint64_t span);
 
   // ---- the steps
-  void Note(Verdict v) {
+  // Records a step's verdict; `what` names the step for GLINT_DEBUG_RECOVERY.
+  void Note(Verdict v, const char* what) {
     if (v == Verdict::kDefer) {
-      if (getenv("GLINT_DEBUG_RECOVERY")) fprintf(stderr, "defer at %s\n", where_);
+      if (getenv("GLINT_DEBUG_RECOVERY")) fprintf(stderr, "defer at %s\n", what);
       deferred_ = true;
     }
   }
-  const char* where_ = "";
   void Ref(const BlockRef& b, uint32_t exclude) {
     const uint64_t off1 = LoadAcquire(b.off1);
     const uint64_t size = LoadRelaxed(b.size);
-    where_ = "ref";
-    if (off1 != 0 && size != 0) Note(FreeBlockIfUnowned(off1 - 1, size, exclude));
+    if (off1 != 0 && size != 0) Note(FreeBlockIfUnowned(off1 - 1, size, exclude), "ref");
   }
   void FreeEntryBlocks(uint32_t slot);
   void FinishRecord(OpRecord* rec);
@@ -386,9 +385,8 @@ void Recovery::FreeEntryBlocks(uint32_t slot) {
   const ObjectEntry* e = r_.entry(slot);
   const uint64_t doff = LoadRelaxed(e->data_offset), dsize = LoadRelaxed(e->data_size);
   const uint64_t ioff = LoadRelaxed(e->info_offset), isize = LoadRelaxed(e->info_size);
-  where_ = "entry blocks";
-  if (dsize != 0) Note(FreeBlockIfUnowned(doff, dsize, slot));
-  if (isize != 0) Note(FreeBlockIfUnowned(ioff, isize, slot));
+  if (dsize != 0) Note(FreeBlockIfUnowned(doff, dsize, slot), "entry blocks");
+  if (isize != 0) Note(FreeBlockIfUnowned(ioff, isize, slot), "entry blocks");
 }
 
 // One record of the dead client: finish or undo its operation.
@@ -420,8 +418,7 @@ void Recovery::FinishRecord(OpRecord* rec) {
     if ((freeing || unclaiming) && LiveEntryWork(slot)) {
       // Our record was written before a CAS we may have lost: a live
       // client that won it is finishing the job itself.
-      where_ = "entry freed by a live client";
-      Note(Verdict::kDefer);
+      Note(Verdict::kDefer, "entry freed by a live client");
     } else if (freeing || unclaiming) {
       uint64_t name_hash = 0;
       const bool named = s_->NameHashOf(e, &name_hash);
@@ -431,8 +428,7 @@ void Recovery::FinishRecord(OpRecord* rec) {
       const uint32_t ns = LoadRelaxed(e->name_slot);
       if (ns != kNoSlot && ns < r_.header()->name_num_buckets * core::kSlotsPerBucket &&
           LoadAcquire(r_.name_entry(ns)->obj_slot) == kNoSlot) {
-        where_ = "entry name";
-        Note(ReleaseNameSlotIfUnowned(ns, slot));
+        Note(ReleaseNameSlotIfUnowned(ns, slot), "entry name");
       }
       if (!deferred_) {
         if (op == core::kOpAbort) {
@@ -445,8 +441,7 @@ void Recovery::FinishRecord(OpRecord* rec) {
         if (named) s_->Wake(name_hash);
       }
     } else if (now == core::kObjEmpty || now == core::kObjAborted) {
-      where_ = "obj slot";
-      Note(ReleaseObjSlotIfUnowned(slot));
+      Note(ReleaseObjSlotIfUnowned(slot), "obj slot");
     }
   }
   // A RETIRING span this client was retiring: finish clearing it (its
@@ -456,8 +451,7 @@ void Recovery::FinishRecord(OpRecord* rec) {
     const uint64_t sst = LoadAcquire(r_.span(touch - 1)->state);
     if (core::SpanKindOf(sst) == core::kSpanRetiring) {
       if (LiveRecordsMention(nullptr, touch, 0, 0)) {
-        where_ = "retiring span";
-        Note(Verdict::kDefer);
+        Note(Verdict::kDefer, "retiring span");
       } else {
         heap_.FinishRetire(touch - 1);
       }
@@ -470,20 +464,16 @@ void Recovery::FinishRecord(OpRecord* rec) {
   {
     const uint64_t off1 = LoadAcquire(rec->cand_pages.off1);
     const uint64_t size = LoadRelaxed(rec->cand_pages.size);
-    where_ = "cand pages";
-    if (off1 != 0 && size != 0) Note(FreePagesIfUnowned(off1 - 1, size, kNoSlot));
+    if (off1 != 0 && size != 0) Note(FreePagesIfUnowned(off1 - 1, size, kNoSlot), "cand pages");
   }
   if (touch != 0 && !RecountSpan(touch - 1)) {
-    where_ = "recount";
-    Note(Verdict::kDefer);
+    Note(Verdict::kDefer, "recount");
   }
   // Table and name slots it was claiming.
   const uint32_t co = LoadAcquire(rec->cand_obj);
-  where_ = "cand obj";
-  if (co != 0) Note(ReleaseObjSlotIfUnowned(co - 1));
+  if (co != 0) Note(ReleaseObjSlotIfUnowned(co - 1), "cand obj");
   const uint32_t cn = LoadAcquire(rec->cand_name);
-  where_ = "cand name";
-  if (cn != 0) Note(ReleaseNameSlotIfUnowned(cn - 1, kNoSlot));
+  if (cn != 0) Note(ReleaseNameSlotIfUnowned(cn - 1, kNoSlot), "cand name");
   // A getter that died asleep: take its count out of the bucket.
   const uint32_t wb = LoadAcquire(rec->wait_bucket);
   if (wb != 0 && wb - 1 < core::kNumWaitBuckets) {
