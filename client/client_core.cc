@@ -701,12 +701,12 @@ Status ClientCore::WaitFor(uint64_t wait_hash, int64_t timeout_ms, Find find,
     for (int k = 0; k < 16; ++k) core::CpuRelax();
   }
   core::WaitBucket* wb = region_.wait_bucket(wait_hash);
-  // kOpWait: wait_bucket is set only while our count is in `waiters`
-  // (after the increment, cleared before the decrement), so recovery takes
-  // back the count of a getter that died asleep, never one too many.
-  // kOpWait with gen = bucket + 1 from before the first increment: while a
-  // record says so, recovery leaves the bucket's count alone (see
-  // Recovery::RecountWaiters).
+  // The record says kOpWait with gen = bucket + 1 from before the first
+  // increment (recovery then leaves the bucket's count alone, see
+  // Recovery::RecountWaiters), and wait_bucket only while our count is in
+  // `waiters` (set after the increment, cleared before the decrement), so
+  // recovery takes back the count of a getter that died asleep, never one
+  // too many.
   //
   // A sleeper holds its record while it sleeps; it takes one only while
   // kRecordsKeptFromSleepers others stay idle, so sleepers can never starve
@@ -718,7 +718,8 @@ Status ClientCore::WaitFor(uint64_t wait_hash, int64_t timeout_ms, Find find,
       if (int r = check()) return verdict(r);
       const int64_t now = os::MonotonicNanos();
       if (now >= deadline) return Status::TimedOut("not sealed in time");
-      std::this_thread::sleep_for(std::chrono::nanoseconds(std::min<int64_t>(deadline - now, 1000 * 1000)));
+      std::this_thread::sleep_for(
+          std::chrono::nanoseconds(std::min<int64_t>(deadline - now, 1000 * 1000)));
     }
   }
   RecordGuard g(this, rec, RecordGuard::kClean);
