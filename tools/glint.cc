@@ -19,71 +19,17 @@
 #include <iostream>
 #include <sstream>
 
-#include "core/check.h"
-#include "core/region.h"
 #include "glint/glint.h"
 #include "tools/cli_util.h"
+#include "tools/commands.h"
 #include "tools/demo.h"
 
 namespace {
 
-using glint::tools::FormatSize;
 
 int Fail(const std::string& what, const glint::Status& s) {
   fprintf(stderr, "glint: %s: %s\n", what.c_str(), s.ToString().c_str());
   return 1;
-}
-
-std::string JsonString(const std::string& s) {
-  std::string out = "\"";
-  for (unsigned char c : s) {
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\t': out += "\\t"; break;
-      default:
-        if (c < 0x20 || c >= 0x7f) {
-          char buf[8];
-          snprintf(buf, sizeof(buf), "\\u%04x", c);
-          out += buf;
-        } else {
-          out += static_cast<char>(c);
-        }
-    }
-  }
-  return out + "\"";
-}
-
-// A name shown in a table: printable bytes as they are, others escaped.
-std::string Printable(const std::string& s) {
-  std::string out;
-  for (unsigned char c : s) {
-    if (c >= 0x20 && c < 0x7f) {
-      out += static_cast<char>(c);
-    } else {
-      char buf[8];
-      snprintf(buf, sizeof(buf), "\\x%02x", c);
-      out += buf;
-    }
-  }
-  return out;
-}
-
-std::string Age(int64_t create_us) {
-  const int64_t now_us = static_cast<int64_t>(time(nullptr)) * 1000000;
-  int64_t s = std::max<int64_t>(0, (now_us - create_us) / 1000000);
-  char buf[32];
-  if (s < 60) {
-    snprintf(buf, sizeof(buf), "%llds", static_cast<long long>(s));
-  } else if (s < 3600) {
-    snprintf(buf, sizeof(buf), "%lldm", static_cast<long long>(s / 60));
-  } else if (s < 86400) {
-    snprintf(buf, sizeof(buf), "%lldh", static_cast<long long>(s / 3600));
-  } else {
-    snprintf(buf, sizeof(buf), "%lldd", static_cast<long long>(s / 86400));
-  }
-  return buf;
 }
 
 int Connect(const std::string& socket, std::unique_ptr<glint::Client>* c) {
@@ -92,71 +38,29 @@ int Connect(const std::string& socket, std::unique_ptr<glint::Client>* c) {
   return 0;
 }
 
+// ls, stat and check: connect, then run the command (tools/commands.h).
 int CmdLs(const std::string& socket, bool json) {
   std::unique_ptr<glint::Client> c;
   if (int r = Connect(socket, &c)) return r;
-  std::vector<glint::ObjectInfo> objs;
-  glint::Status s = c->ListObjects(&objs);
-  if (!s.ok()) return Fail("ls", s);
-  std::sort(objs.begin(), objs.end(), [](const auto& a, const auto& b) {
-    return a.create_time < b.create_time;
-  });
-  if (json) {
-    std::cout << "[";
-    for (size_t i = 0; i < objs.size(); ++i) {
-      const auto& o = objs[i];
-      std::cout << (i ? ",\n " : "\n ") << "{\"id\":\"" << o.id.hex()
-                << "\",\"name\":" << JsonString(o.name) << ",\"size\":" << o.size
-                << ",\"state\":\"" << (o.sealed ? "sealed" : "building")
-                << "\",\"holders\":" << o.holders
-                << ",\"create_time_us\":" << o.create_time
-                << ",\"construct_duration_us\":" << o.construct_duration
-                << ",\"metadata_size\":" << o.metadata_size
-                << ",\"creator_pid\":" << o.creator_id
-                << ",\"creator_address\":" << JsonString(o.creator_address) << "}";
-    }
-    std::cout << (objs.empty() ? "]\n" : "\n]\n");
-    return 0;
-  }
-  printf("%-32s  %-20s  %10s  %-8s  %7s  %5s  %s\n", "ID", "NAME", "SIZE", "STATE",
-         "HOLDERS", "AGE", "CREATOR");
-  for (const auto& o : objs) {
-    printf("%-32s  %-20s  %10s  %-8s  %7d  %5s  %s\n", o.id.hex().c_str(),
-           Printable(o.name).c_str(), FormatSize(o.size).c_str(),
-           o.sealed ? "sealed" : "building", o.holders, Age(o.create_time).c_str(),
-           o.creator_address.c_str());
-  }
-  return 0;
+  const glint::Status s = glint::tools::ListCommand(*c, json, std::cout);
+  return s.ok() ? 0 : Fail("ls", s);
 }
 
 int CmdStat(const std::string& socket, bool json) {
   std::unique_ptr<glint::Client> c;
   if (int r = Connect(socket, &c)) return r;
-  glint::StoreStats st;
-  glint::Status s = c->Stats(&st);
-  if (!s.ok()) return Fail("stat", s);
-  // The tool's own connection is one of the clients; do not count it.
-  const int64_t clients = st.clients - 1;
-  if (json) {
-    printf("{\"capacity\":%lld,\"bytes_in_use\":%lld,\"bytes_free\":%lld,"
-           "\"largest_free_block\":%lld,\"objects_sealed\":%lld,"
-           "\"objects_building\":%lld,\"clients\":%lld}\n",
-           static_cast<long long>(st.capacity), static_cast<long long>(st.bytes_in_use),
-           static_cast<long long>(st.bytes_free),
-           static_cast<long long>(st.largest_free_block),
-           static_cast<long long>(st.objects_sealed),
-           static_cast<long long>(st.objects_building), static_cast<long long>(clients));
-    return 0;
-  }
-  printf("capacity            %s\n", FormatSize(st.capacity).c_str());
-  printf("in use              %s\n", FormatSize(st.bytes_in_use).c_str());
-  printf("free                %s\n", FormatSize(st.bytes_free).c_str());
-  printf("largest free block  %s\n", FormatSize(st.largest_free_block).c_str());
-  printf("objects             %lld sealed, %lld being built\n",
-         static_cast<long long>(st.objects_sealed),
-         static_cast<long long>(st.objects_building));
-  printf("clients             %lld (besides this tool)\n", static_cast<long long>(clients));
-  return 0;
+  const glint::Status s = glint::tools::StatCommand(*c, json, std::cout);
+  return s.ok() ? 0 : Fail("stat", s);
+}
+
+int CmdCheck(const std::string& socket, bool quiescent, bool json) {
+  std::unique_ptr<glint::Client> c;
+  if (int r = Connect(socket, &c)) return r;
+  if (!json) std::cout << socket << ": ";
+  bool sound = false;
+  const glint::Status s = glint::tools::CheckCommand(*c, quiescent, json, std::cout, &sound);
+  if (!s.ok()) return Fail("check", s);
+  return sound ? 0 : 1;
 }
 
 bool ParseId(const std::string& text, glint::ObjectId* id) {
@@ -240,26 +144,6 @@ int CmdRm(const std::string& socket, const std::string& id_text) {
 // reads, so it is safe on a live store; there, states an operation passes
 // through are not problems. --quiescent: the caller knows no client runs an
 // operation, so leaks and half-done entries are checked exactly.
-int CmdCheck(const std::string& socket, bool quiescent, bool json) {
-  std::unique_ptr<glint::Client> c;
-  if (int r = Connect(socket, &c)) return r;
-  const glint::core::Region region(const_cast<uint8_t*>(c->region_base()),
-                                   static_cast<uint64_t>(c->region_size()));
-  const glint::core::CheckReport rep = glint::core::CheckRegion(region, quiescent);
-  if (json) {
-    std::cout << "{\"sound\":" << (rep.ok() ? "true" : "false")
-              << ",\"objects\":" << rep.objects << ",\"bytes_owned\":" << rep.bytes_owned
-              << ",\"problems\":[";
-    for (size_t i = 0; i < rep.problems.size(); ++i) {
-      std::cout << (i ? "," : "") << JsonString(rep.problems[i]);
-    }
-    std::cout << "]}\n";
-  } else {
-    std::cout << socket << ": " << rep.ToString() << "\n";
-  }
-  return rep.ok() ? 0 : 1;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
