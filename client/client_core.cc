@@ -217,7 +217,11 @@ Status ClientCore::Connect(const std::string& path,
   setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
   core::Hello hello{core::kHelloMagic, core::kProtocolVersion,
                     core::kLayoutVersion, 0};
-  if (send(fd, &hello, sizeof(hello), MSG_NOSIGNAL) != sizeof(hello)) {
+  ssize_t sent;
+  do {
+    sent = send(fd, &hello, sizeof(hello), MSG_NOSIGNAL);
+  } while (sent < 0 && errno == EINTR);
+  if (sent != sizeof(hello)) {
     const int err = errno;
     close(fd);
     return Status::NotConnected("no glint monitor serves " + path + ": " +
@@ -231,7 +235,14 @@ Status ClientCore::Connect(const std::string& path,
   msg.msg_iovlen = 1;
   msg.msg_control = cbuf;
   msg.msg_controllen = sizeof(cbuf);
-  ssize_t n = recvmsg(fd, &msg, MSG_WAITALL | MSG_CMSG_CLOEXEC);
+  // A socket with a receive timeout is not restarted after a signal
+  // handler, nor after io_uring task work (a Monitor in this process): the
+  // call fails with EINTR before anything arrives. Ask again.
+  ssize_t n;
+  do {
+    n = recvmsg(fd, &msg, MSG_WAITALL | MSG_CMSG_CLOEXEC);
+  } while (n < 0 && errno == EINTR);
+  const int recv_err = n < 0 ? errno : 0;
   int region_fd = -1;
   for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
     if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
@@ -245,9 +256,10 @@ Status ClientCore::Connect(const std::string& path,
     // after glintd is killed (the kernel still holds its listening socket).
     return Status::NotConnected(
         "no glint monitor serves " + path +
-        (n <= 0 ? ": the connection closed without an answer (glintd "
+        (n == 0 ? ": the connection closed without an answer (glintd "
                   "stopped or was killed?)"
-                : ": the socket did not answer as a glint monitor"));
+         : n < 0 ? std::string(": no answer (") + std::strerror(recv_err) + ")"
+                 : ": the socket did not answer as a glint monitor"));
   }
   w.message[sizeof(w.message) - 1] = 0;
   const auto code = static_cast<StatusCode>(w.status_code);

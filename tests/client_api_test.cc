@@ -3,6 +3,8 @@
 // The public API in one process: Status, ObjectId, the object life cycle,
 // every bad input and its code, Stats, connection errors and the Monitor.
 
+#include <pthread.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -10,6 +12,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <cerrno>
 #include <fstream>
 #include <new>
@@ -1350,6 +1354,45 @@ TEST(ConnectTest, SocketThatAnswersGarbageIsNotConnected) {
   EXPECT_NE(s.message().find(path), std::string::npos) << s.ToString();
   close(fd);
   unlink(path.c_str());
+}
+
+// Signals (and io_uring task work, from a Monitor in the same process)
+// interrupt a socket call that has a timeout with EINTR instead of
+// restarting it; Connect must ask again rather than give up.
+TEST(ConnectTest, SignalsWhileWaitingForTheAnswerDoNotFailIt) {
+  StoreOptions o = SmallStoreOptions(1 << 20);
+  std::unique_ptr<Monitor> m;
+  GLINT_ASSERT_OK(Monitor::Start(o, &m));
+  struct sigaction sa {};
+  sa.sa_handler = [](int) {};
+  sa.sa_flags = 0;  // no SA_RESTART
+  struct sigaction old {};
+  ASSERT_EQ(sigaction(SIGUSR1, &sa, &old), 0);
+  const pthread_t target = pthread_self();
+  std::atomic<bool> stop{false};
+  std::atomic<int64_t> sent{0};
+  std::thread pester([&] {
+    while (!stop.load()) {
+      pthread_kill(target, SIGUSR1);
+      sent.fetch_add(1);
+      std::this_thread::sleep_for(std::chrono::microseconds(20));
+    }
+  });
+  int failures = 0;
+  Status last;
+  for (int i = 0; i < 300; ++i) {
+    std::unique_ptr<Client> c;
+    const Status s = Client::Connect(o.socket_path, &c);
+    if (!s.ok()) {
+      ++failures;
+      last = s;
+    }
+  }
+  stop = true;
+  pester.join();
+  sigaction(SIGUSR1, &old, nullptr);
+  EXPECT_EQ(failures, 0) << last.ToString();
+  EXPECT_GT(sent.load(), 300);
 }
 
 TEST(ConnectTest, TooManyClients) {
