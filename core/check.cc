@@ -10,6 +10,7 @@
 
 #include "alloc/heap.h"
 #include "core/atomics.h"
+#include "core/object_table.h"
 
 namespace glint::core {
 
@@ -79,17 +80,57 @@ class Checker {
       // A live store's recovering client still holds what it held until
       // the monitor has released it.
       present_[c] = st == kClientActive || st == kClientRecovering;
-      if (!q_) continue;
-      if (st == kClientRecovering) {
+      if (q_ && st == kClientRecovering) {
         Problem("client slot " + std::to_string(c) + " is still being recovered");
       }
       for (uint32_t i = 0; i < kRecordsPerClient; ++i) {
         const OpRecord* rec = r_.record(c, i);
-        if (!RecordIdle(*rec)) {
-          Problem("client slot " + std::to_string(c) + " log record " +
-                  std::to_string(i) + " is in use (op " +
-                  std::to_string(LoadAcquire(rec->op)) + ")");
+        const std::string who =
+            "client slot " + std::to_string(c) + " log record " + std::to_string(i);
+        // A free slot's records were cleared before it was freed, and a new
+        // client gets the slot only once it is free: in use is damage.
+        if ((q_ || st == kClientFree) && !RecordIdle(*rec)) {
+          Problem(who + " is in use (op " + std::to_string(LoadAcquire(rec->op)) + ")" +
+                  (st == kClientFree ? " in a free client slot" : ""));
         }
+        Record(*rec, who);
+      }
+    }
+  }
+
+  // A log record's fields each name something that exists: recovery acts
+  // on them. Every field is written whole by one store, so a live record
+  // is checked field by field; a block reference's size is paired with its
+  // offset only if the offset reads the same after it.
+  void Record(const OpRecord& rec, const std::string& who) {
+    const uint32_t op = LoadAcquire(rec.op);
+    if (op > kOpFree) Problem(who + " has an unknown operation " + std::to_string(op));
+    const uint32_t slot = LoadAcquire(rec.obj_slot);
+    if (slot != kNoSlot && slot >= r_.num_obj_slots()) {
+      Problem(who + " names object slot " + std::to_string(slot) + " past the table");
+    }
+    if (LoadAcquire(rec.cand_obj) > r_.num_obj_slots()) {
+      Problem(who + " is claiming an object slot past the table");
+    }
+    if (LoadAcquire(rec.cand_name) > h_->name_num_buckets * kSlotsPerBucket) {
+      Problem(who + " is claiming a name slot past the name table");
+    }
+    if (LoadAcquire(rec.touch) > h_->num_spans) {
+      Problem(who + " touches a span past the span table");
+    }
+    if (LoadAcquire(rec.wait_bucket) > kNumWaitBuckets) {
+      Problem(who + " waits in a bucket that does not exist");
+    }
+    const BlockRef* refs[] = {&rec.cand, &rec.cand_pages, &rec.owned[0], &rec.owned[1]};
+    for (const BlockRef* b : refs) {
+      const uint64_t off1 = LoadAcquire(b->off1);
+      const uint64_t size = LoadAcquire(b->size);
+      if (off1 == 0 || LoadAcquire(b->off1) != off1) continue;
+      const uint64_t off = off1 - 1;
+      if (off >= h_->heap_size || size > h_->heap_size ||
+          off + alloc::AllocSize(size) > h_->heap_size) {
+        Problem(who + " names block [" + std::to_string(off) + ", +" +
+                std::to_string(size) + ") outside the heap");
       }
     }
   }
@@ -136,6 +177,40 @@ class Checker {
   }
   void EntryProblem(uint32_t slot, const Snap& n, std::string p) {
     if (Unchanged(slot, n)) Problem(std::move(p));
+  }
+
+  // A committed entry must be found by its id, and by its name: its slot
+  // lies in one of the two buckets its id hashes to and carries the id's
+  // fingerprint; likewise its name slot for the name bytes in its info
+  // block. Damage to the id or the name bytes breaks this.
+  void Reachable(uint32_t slot, const Snap& n) {
+    auto placed = [](BucketHeader* (Region::*bucket)(uint64_t) const, const Region& r,
+                     const Key& k, uint32_t s) {
+      const uint64_t b = s / kSlotsPerBucket;
+      const uint32_t i = s % kSlotsPerBucket;
+      if (b != k.bucket[0] && b != k.bucket[1]) return false;
+      const uint64_t word = LoadAcquire((r.*bucket)(b)->fp[i / 8]);
+      return static_cast<uint8_t>(word >> (8 * (i % 8))) == k.fp;
+    };
+    const Key id_key = MakeKey(IdHash(n.id), h_->obj_num_buckets);
+    if (!placed(&Region::obj_bucket, r_, id_key, slot)) {
+      EntryProblem(slot, n, Slot(slot) + " cannot be found by its id (its id or "
+                                         "fingerprint is damaged)");
+    }
+    if (n.name_slot == kNoSlot || n.name_slot >= nnames_) return;
+    if (n.name_len > n.info_size || n.info_offset >= h_->heap_size ||
+        n.name_len > h_->heap_size - n.info_offset) {
+      EntryProblem(slot, n, Slot(slot) + "'s name does not fit its info block");
+      return;
+    }
+    std::string name(n.name_len, '\0');
+    const auto* src = reinterpret_cast<const std::atomic<uint8_t>*>(r_.heap() + n.info_offset);
+    for (uint16_t i = 0; i < n.name_len; ++i) name[i] = static_cast<char>(LoadRelaxed(src[i]));
+    const Key name_key = MakeKey(NameHash(name), h_->name_num_buckets);
+    if (!placed(&Region::name_bucket, r_, name_key, n.name_slot)) {
+      EntryProblem(slot, n, Slot(slot) + " cannot be found by its name (its name "
+                                         "bytes or fingerprint are damaged)");
+    }
   }
 
   // Records that entry `slot` (read as `n`) owns the block (off, size), and
@@ -304,6 +379,9 @@ class Checker {
         } else if (n.name_len != 0 && st != kObjClaimed && st != kObjKilled &&
                    st != kObjFreeing) {
           EntryProblem(slot, n, Slot(slot) + " has a name but no name slot");
+        }
+        if (st == kObjCreating || st == kObjSealed || st == kObjDeleting) {
+          Reachable(slot, n);
         }
       }
     }

@@ -524,8 +524,56 @@ TEST_F(CheckTest, ClientLogRecordInUse) {
       case 4: rec->cand_name.store(2); break;
       default: rec->wait_bucket.store(9); break;
     }
-    ExpectProblem(true, {"client slot 7", "log record 29", "in use"});
+    // Slot 7 is free: a record in use there is damage even on a live store.
+    ExpectAlways({"client slot 7", "log record 29", "in use", "free client slot"});
   }
+}
+
+// Recovery acts on what a record names: every field must name something
+// that exists, on a live store too.
+TEST_F(CheckTest, ClientLogRecordNamesWhatDoesNotExist) {
+  const uint32_t c = static_cast<uint32_t>(client_->client_slot());
+  const uint64_t heap = h()->heap_size;
+  for (int field = 0; field < 8; ++field) {
+    Restore();
+    core::OpRecord* rec = r().record(c, 4);
+    const char* want = "";
+    switch (field) {
+      case 0: rec->op.store(99); want = "unknown operation 99"; break;
+      case 1:
+        rec->obj_slot.store(static_cast<uint32_t>(r().num_obj_slots()));
+        want = "past the table";
+        break;
+      case 2:
+        rec->cand_obj.store(static_cast<uint32_t>(r().num_obj_slots()) + 1);
+        want = "claiming an object slot past the table";
+        break;
+      case 3: rec->cand_name.store(0xffffff); want = "past the name table"; break;
+      case 4:
+        rec->touch.store(static_cast<uint32_t>(h()->num_spans) + 1);
+        want = "span past the span table";
+        break;
+      case 5: rec->wait_bucket.store(core::kNumWaitBuckets + 1); want = "bucket"; break;
+      case 6: core::SetBlockRef(rec->cand, heap, 64); want = "outside the heap"; break;
+      default:
+        core::SetBlockRef(rec->owned[1], heap - 4096, 8192);
+        want = "outside the heap";
+        break;
+    }
+    ExpectAlways({("client slot " + std::to_string(c)).c_str(), "log record 4", want});
+  }
+}
+
+// A committed object must be found by its id and by its name.
+TEST_F(CheckTest, EntryIdOrNameBytesDamaged) {
+  uint32_t slot;
+  core::ObjectEntry* e = Entry(small_a_, &slot);
+  e->id[1].store(e->id[1].load() ^ 0x5a5a);
+  ExpectAlways({("object slot " + std::to_string(slot)).c_str(), "by its id"});
+  Restore();
+  e = Entry(small_a_, &slot);
+  r().heap()[e->info_offset.load()] ^= 0x20;  // the first byte of its name
+  ExpectAlways({("object slot " + std::to_string(slot)).c_str(), "by its name"});
 }
 
 TEST_F(CheckTest, WaitBucketSleepers) {
