@@ -106,6 +106,7 @@ class MonitorImpl {
   Status FillNewRegion(const std::string& tmp, core::RegionHeader* layout);
   Status AttachRegion();
   void RecoverClients();
+  Status CheckRecovered();
   void RequestHugepages();
   Status CreateSocket();
   Status CreateRing();
@@ -325,6 +326,8 @@ Status MonitorImpl::Init(const StoreOptions& o) {
     s = AttachRegion();
     if (!s.ok()) return s;
     RecoverClients();
+    s = CheckRecovered();
+    if (!s.ok()) return s;
   } else {
     s = CreateRegion();
     if (!s.ok()) return s;
@@ -572,6 +575,29 @@ void MonitorImpl::RecoverClients() {
   }
   Log("re-attach: " + std::to_string(recovered) + " dead client(s) recovered, " +
       std::to_string(watched) + " live one(s) watched");
+}
+
+// After the re-attach's recovery: when no client is left (none still runs,
+// none deferred), nothing can be mid-operation, and the store must pass the
+// exact checks too: every taken block owned, every span's count equal to
+// its bitmap. (The check before recovery can only be the live one, which
+// cannot tell a damaged count from a client's reservation.) A store that
+// fails them is refused, as a corrupt one is before recovery.
+Status MonitorImpl::CheckRecovered() {
+  if (clients_.load() != 0) return Status::OK();
+  const core::CheckReport rep =
+      core::CheckRegion(core::Region(base_, size_), /*quiescent=*/true);
+  if (rep.ok()) return Status::OK();
+  std::string first;
+  for (size_t i = 0; i < rep.problems.size() && i < 3; ++i) {
+    first += (i ? "; " : "") + rep.problems[i];
+  }
+  return Status(StatusCode::kCorrupt,
+                "the region file " + region_path_ +
+                    " is corrupt: with every client recovered it still has " +
+                    std::to_string(rep.problems.size()) + " problem(s) (" + first +
+                    "); refusing to serve it (delete it to start an empty store on " +
+                    options_.socket_path + ")");
 }
 
 // Shared memory gets huge pages through shmem THP: "always" and

@@ -69,7 +69,11 @@ class Monitor {
   // pid now names a process with another start time) is recovered; clients
   // still running are watched and recovered when they exit. A region file
   // that does not validate (another program's file, truncated, another
-  // layout version) is never replaced: Start fails and names it.
+  // layout version) or whose contents are damaged (the checker, core/check.h,
+  // finds a problem before recovery; or after it, when no client is left,
+  // the exact checks find a leaked block or a miscounted span) is never
+  // replaced or served: Start fails with kIncompatible or kCorrupt and
+  // names it.
   //
   // Errors: kInvalidArgument (an option out of range), kAlreadyExists (a live
   // store already serves socket_path), kOutOfMemory (the shm directory cannot
