@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "fuzz/fuzz_util.h"
 #include "glint/glint.h"
 
 namespace {
@@ -25,22 +26,10 @@ constexpr int kIds = 8;
 constexpr int kMutables = 6;
 constexpr int kBuffers = 12;
 
-// The bytes of the fuzzer's input, consumed front to back (zeros when empty).
-class Input {
- public:
-  Input(const uint8_t* d, size_t n) : d_(d), n_(n) {}
-  bool empty() const { return i_ >= n_; }
-  uint8_t Byte() { return i_ < n_ ? d_[i_++] : 0; }
+using glint::fuzz::Input;
 
- private:
-  const uint8_t* d_;
-  size_t n_;
-  size_t i_ = 0;
-};
-
-void Die(const char* what, const glint::Status& s = glint::Status()) {
-  fprintf(stderr, "fuzz_ops: model mismatch: %s (%s)\n", what, s.ToString().c_str());
-  abort();
+[[noreturn]] void Die(const char* what, const glint::Status& s = glint::Status()) {
+  glint::fuzz::Die("fuzz_ops: model mismatch", what, s);
 }
 
 #define EXPECT_CODE(status, want)                                         \
