@@ -870,11 +870,15 @@ void ClientCore::FillInfo(uint32_t slot, uint64_t state, ObjectInfo* info) const
   info->create_time = LoadRelaxed(e->create_time_us);
   const uint64_t c_tsc = LoadRelaxed(e->create_tsc);
   const uint64_t s_tsc = LoadRelaxed(e->seal_tsc);
+  // Unknown (-1) when not sealed, or when the header's TSC rate is not one
+  // a clock has (Region::Validate refuses those; this keeps the cast defined
+  // for any value the header holds).
   const double tpu = region_.header()->tsc_per_us;
+  const double us = static_cast<double>(s_tsc - c_tsc) / tpu;
   info->construct_duration =
-      (s_tsc == 0 || tpu <= 0 || s_tsc < c_tsc)
+      (s_tsc == 0 || !(tpu >= 1.0) || s_tsc < c_tsc || !(us < 9.0e18))
           ? -1
-          : static_cast<int64_t>(static_cast<double>(s_tsc - c_tsc) / tpu);
+          : static_cast<int64_t>(us);
   info->creator_id = LoadRelaxed(e->creator_pid);
   info->creator_address = address_host_ + "/" + std::to_string(info->creator_id) +
                           "/" + std::to_string(LoadRelaxed(e->creator_serial));

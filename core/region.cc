@@ -158,6 +158,11 @@ Status Region::Validate(const uint8_t* base, uint64_t size) {
       h->client_stride == kClientStride &&
       h->num_wait_buckets == kNumWaitBuckets;
   if (!same) return Status::Corrupt("region header offsets are inconsistent");
+  // 0: not calibrated. Otherwise ticks per microsecond of a real clock.
+  if (!(h->tsc_per_us == 0.0 || (h->tsc_per_us >= 1.0 && h->tsc_per_us < 1.0e5))) {
+    return Status::Corrupt("region header: the TSC rate " + std::to_string(h->tsc_per_us) +
+                           " ticks/us is not a clock's");
+  }
   return Status::OK();
 }
 

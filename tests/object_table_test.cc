@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <bit>
+#include <limits>
 #include <cstring>
 #include <memory>
 #include <random>
@@ -249,6 +250,23 @@ TEST_F(ValidateTest, OtherLayoutVersionIsIncompatible) {
       << s.ToString();
   r_.header()->layout_version = 0;
   EXPECT_EQ(Validate().code(), StatusCode::kIncompatible);
+}
+
+// Clients divide by the TSC rate (ObjectInfo::construct_duration): a rate
+// no clock has is damage (fuzz_region found a denormal one).
+TEST_F(ValidateTest, TscRateThatIsNotAClocksIsCorrupt) {
+  core::RegionHeader* h = r_.header();
+  const double saved = h->tsc_per_us;
+  for (double bad : {1e-300, -1.0, 0.5, 1e9, std::numeric_limits<double>::quiet_NaN(),
+                     std::numeric_limits<double>::infinity()}) {
+    h->tsc_per_us = bad;
+    const Status s = Validate();
+    EXPECT_EQ(s.code(), StatusCode::kCorrupt) << bad << ": " << s.ToString();
+  }
+  h->tsc_per_us = 0;  // not calibrated
+  EXPECT_TRUE(Validate().ok());
+  h->tsc_per_us = saved;
+  EXPECT_TRUE(Validate().ok());
 }
 
 TEST_F(ValidateTest, InconsistentOffsetsAreCorrupt) {
