@@ -430,6 +430,13 @@ Status MonitorImpl::AttachRegion() {
                             options_.socket_path + ")");
   };
   region_fd_ = open(path.c_str(), O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+  if (region_fd_ < 0 && errno == ELOOP) {
+    // Following it would let whoever made the link choose the file we write.
+    return refuse(StatusCode::kCorrupt, "is a symbolic link");
+  }
+  if (region_fd_ < 0 && errno == EISDIR) {
+    return refuse(StatusCode::kCorrupt, "is not a regular file (a directory)");
+  }
   if (region_fd_ < 0) return os::ErrnoStatus(errno, "open the existing region", path);
   struct stat st;
   if (fstat(region_fd_, &st) != 0) return os::ErrnoStatus(errno, "fstat", path);
