@@ -193,6 +193,12 @@ __kernel_timespec g_recover_retry{0, 2 * 1000 * 1000};   // a deferred recovery
 #define SO_PEERPIDFD 77
 #endif
 
+// Whether pidfd_open's errno says no process has this pid: ESRCH, or (Linux
+// 6.9 and later) ENOENT when the number names a thread that is not a
+// process's main thread. A client slot holds a process id, so in both
+// cases the client is gone.
+bool NoSuchProcess(int err) { return err == ESRCH || err == ENOENT; }
+
 // A pidfd of the socket's peer process `pid`, or -1 with errno (ESRCH: it is
 // gone). Asks the socket first (no pid-reuse race), then pidfd_open.
 int OpenPeerPidfd(int sock, pid_t pid) {
@@ -252,7 +258,7 @@ bool SocketServedByLiveProcess(const std::string& path) {
     if (getsockopt(probe, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0 && cred.pid > 0) {
       const int pidfd = OpenPeerPidfd(probe, cred.pid);
       if (pidfd < 0) {
-        live = errno != ESRCH;
+        live = !NoSuchProcess(errno);
       } else {
         pollfd p{pidfd, POLLIN, 0};
         live = poll(&p, 1, 0) == 0;  // readable: the listener exited
@@ -539,7 +545,7 @@ void MonitorImpl::RecoverClients() {
       why = "no valid pid in its slot";
     } else {
       pidfd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
-      if (pidfd < 0 && errno != ESRCH) {
+      if (pidfd < 0 && !NoSuchProcess(errno)) {
         // Cannot tell (out of descriptors?): leave the slot as it is rather
         // than recover a client that may still run.
         Log("warning: client " + std::to_string(i) + " (pid " +

@@ -9,12 +9,18 @@
 
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <chrono>
+#include <cstddef>
 #include <fstream>
 #include <functional>
+#include <thread>
 
+#include "core/region.h"
 #include "tests/test_util.h"
 
 namespace glint::testing {
@@ -26,6 +32,29 @@ std::string RegionPathFor(const StoreOptions& o) {
   std::unique_ptr<Monitor> m;
   if (!Monitor::Start(o, &m).ok()) return "";
   return m->region_path();
+}
+
+// Starts a store with one connected client in a forked child and kills it
+// (SIGKILL): returns the region file it leaves ("" on failure).
+std::string KilledStoreRegion(const StoreOptions& o) {
+  int ready[2];
+  if (pipe(ready) != 0) return "";
+  const pid_t store = fork();
+  if (store == 0) {
+    std::unique_ptr<Monitor> m;
+    std::unique_ptr<Client> c;
+    if (!Monitor::Start(o, &m).ok() || !Client::Connect(o.socket_path, &c).ok()) _exit(3);
+    const std::string r = m->region_path();
+    (void)!write(ready[1], r.data(), r.size());
+    for (;;) pause();
+  }
+  close(ready[1]);
+  char buf[256];
+  const ssize_t n = read(ready[0], buf, sizeof(buf));
+  close(ready[0]);
+  kill(store, SIGKILL);
+  waitpid(store, nullptr, 0);
+  return n > 0 ? std::string(buf, static_cast<size_t>(n)) : std::string();
 }
 
 TEST(StoreFilesTest, SocketPathThatIsARegularFileIsNeverReplaced) {
@@ -123,25 +152,8 @@ TEST(StoreFilesTest, ARegionTheUserMayNotOpenIsPermissionDeniedAndKept) {
   const StoreOptions o = SmallStoreOptions(1 << 20);
   // A region a killed store left (mode 0600), then a monitor started by
   // someone else on the same socket path.
-  std::string region;
-  int ready[2];
-  ASSERT_EQ(pipe(ready), 0);
-  const pid_t store = fork();
-  if (store == 0) {
-    std::unique_ptr<Monitor> m;
-    if (!Monitor::Start(o, &m).ok()) _exit(3);
-    const std::string r = m->region_path();
-    (void)!write(ready[1], r.data(), r.size());
-    for (;;) pause();
-  }
-  close(ready[1]);
-  char buf[256];
-  const ssize_t n = read(ready[0], buf, sizeof(buf));
-  close(ready[0]);
-  ASSERT_GT(n, 0);
-  region.assign(buf, static_cast<size_t>(n));
-  kill(store, SIGKILL);
-  waitpid(store, nullptr, 0);
+  const std::string region = KilledStoreRegion(o);
+  ASSERT_FALSE(region.empty());
   struct stat before;
   ASSERT_EQ(stat(region.c_str(), &before), 0);
   // The outsider needs a socket path of its own directory's choosing: the
@@ -167,6 +179,54 @@ TEST(StoreFilesTest, ARegionTheUserMayNotOpenIsPermissionDeniedAndKept) {
   std::unique_ptr<Monitor> m;
   GLINT_EXPECT_OK(Monitor::Start(o, &m));
   EXPECT_TRUE(m->reattached());
+}
+
+// A dead client's slot whose pid now names a thread of another process
+// (pidfd_open answers ENOENT, not ESRCH, since Linux 6.9): the client is
+// gone and is recovered at the restart, not watched forever. Found by
+// fuzz_region.
+TEST(StoreFilesTest, DeadClientWhosePidNowNamesAThreadIsRecovered) {
+  const StoreOptions o = SmallStoreOptions(1 << 20);
+  const std::string region = KilledStoreRegion(o);
+  ASSERT_FALSE(region.empty());
+  std::atomic<pid_t> tid{0};
+  std::atomic<bool> done{false};
+  std::thread t([&] {
+    tid = static_cast<pid_t>(syscall(SYS_gettid));
+    while (!done) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  });
+  while (tid == 0) std::this_thread::yield();
+  {
+    const int fd = open(region.c_str(), O_RDWR);
+    ASSERT_GE(fd, 0);
+    core::RegionHeader h;
+    ASSERT_EQ(pread(fd, &h, sizeof(h), 0), static_cast<ssize_t>(sizeof(h)));
+    const uint32_t pid = static_cast<uint32_t>(tid.load());
+    // Slot 0 (the killed store's client): its pid, and no start time.
+    const uint64_t slot0 = h.clients_offset;
+    ASSERT_EQ(pwrite(fd, &pid, 4, static_cast<off_t>(slot0 + offsetof(core::ClientSlot, pid))),
+              4);
+    const uint64_t zero = 0;
+    ASSERT_EQ(pwrite(fd, &zero, 8,
+                     static_cast<off_t>(slot0 + offsetof(core::ClientSlot, pid_start_time))),
+              8);
+    close(fd);
+  }
+  std::unique_ptr<Monitor> m;
+  const Status s = Monitor::Start(o, &m);
+  done = true;
+  t.join();
+  GLINT_ASSERT_OK(s);
+  EXPECT_TRUE(m->reattached());
+  std::unique_ptr<Client> c;
+  GLINT_ASSERT_OK(Client::Connect(o.socket_path, &c));
+  const core::Region r(const_cast<uint8_t*>(c->region_base()),
+                       static_cast<uint64_t>(c->region_size()));
+  for (uint32_t i = 0; i < r.header()->max_clients; ++i) {
+    if (static_cast<int>(i) == c->client_slot()) continue;
+    EXPECT_EQ(r.client(i)->state.load(), core::kClientFree)
+        << "client slot " << i << " was not recovered";
+  }
 }
 
 }  // namespace
