@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "core/check.h"
 #include "fuzz/fuzz_util.h"
 #include "glint/glint.h"
 
@@ -147,6 +148,9 @@ void RunOne(Input& in) {
         if (mdc & 1) md["format"] = "raw";
         if (mdc & 2) md[std::string("k\0ey", 4)] = std::string(mdc, 'v');
         if (mdc & 4) md["big"] = std::string(70000, 'b');  // over 64 KiB
+        if (mdc & 8) {  // many keys (2,000 bytes in all)
+          for (int k = 0; k < 200; ++k) md["key" + std::to_string(k)] = std::to_string(k * mdc);
+        }
         // The out-parameter is reused: what it built before is aborted.
         if (mb_id[m] >= 0 && mb[m].building()) model[mb_id[m]].state = Model::kAbsent;
         mb_id[m] = -1;
@@ -278,7 +282,9 @@ void RunOne(Input& in) {
         break;
       case 9: {  // GetMetadata
         Held& h = held[slot % kBuffers];
-        const std::string key = (slot & 1) ? "format" : std::string("k\0ey", 4);
+        const std::string key = (slot & 3) == 1   ? "format"
+                                : (slot & 3) == 2 ? "key" + std::to_string(slot % 211)
+                                                  : std::string("k\0ey", 4);
         glint::Status s = c.GetMetadata(Id(id), key, &h.buf);
         const bool sealed = model[id].state == Model::kSealed;
         const auto it = sealed ? model[id].md.find(key) : model[id].md.end();
@@ -354,6 +360,12 @@ void RunOne(Input& in) {
             static_cast<long long>(st.objects_building),
             static_cast<long long>(st.largest_free_block));
     Die("the store is not empty after every object was released");
+  }
+  const glint::core::CheckReport rep = glint::core::CheckRegion(
+      glint::fuzz::RegionOf(c), /*quiescent=*/true);
+  if (!rep.ok()) {
+    fprintf(stderr, "%s\n", rep.ToString().c_str());
+    Die("the checker finds the emptied store unsound");
   }
 }
 
