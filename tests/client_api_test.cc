@@ -1808,6 +1808,36 @@ TEST_F(ChurnTest, TableHoldsMaxObjectsAndRecovers) {
   }
 }
 
+// More live objects than the table holds: kOutOfMemory naming the table,
+// never a crash or a lost object; deleting makes room again.
+TEST(TableFullTest, OutOfMemoryThenRoomAfterDeletes) {
+  StoreOptions o = SmallStoreOptions(4 << 20);
+  o.max_objects = 64;
+  std::unique_ptr<Monitor> m;
+  GLINT_ASSERT_OK(Monitor::Start(o, &m));
+  std::unique_ptr<Client> c;
+  GLINT_ASSERT_OK(Client::Connect(o.socket_path, &c));
+  int made = 0;
+  Status s;
+  for (; made < 100000; ++made) {
+    MutableBuffer mb;
+    s = c->BuildObject(MakeId(77, made), 0, &mb);
+    if (!s.ok()) break;
+    GLINT_ASSERT_OK(mb.Seal());
+  }
+  EXPECT_EQ(s.code(), StatusCode::kOutOfMemory) << s.ToString();
+  EXPECT_NE(s.message().find("table"), std::string::npos) << s.ToString();
+  EXPECT_GE(made, 64) << "the table holds at least max_objects";
+  EXPECT_EQ(GetStats(c.get()).objects_sealed, made);
+  for (int i = 0; i < made; ++i) {
+    Buffer b;
+    GLINT_ASSERT_OK(c->GetObject(MakeId(77, i), &b, 0));
+  }
+  for (int i = 0; i < made; i += 2) GLINT_ASSERT_OK(c->Delete(MakeId(77, i)));
+  MutableBuffer mb;
+  GLINT_EXPECT_OK(c->BuildObject(MakeId(77, made), 0, &mb));
+}
+
 TEST_F(ChurnTest, SteadyStateChurnWithLiveWindow) {
   // 200,000 cycles keeping 500 objects alive (half of max_objects).
   const int kWindow = 500;
