@@ -49,23 +49,18 @@ uint64_t RunStarts(uint64_t x, uint32_t k) {
 
 }  // namespace
 
-uint32_t SizeClassOf(uint64_t size) {
-  if (size <= 1024) return size == 0 ? 0 : static_cast<uint32_t>((size - 1) / 64);
-  const uint32_t e = 63 - std::countl_zero(size - 1);  // >= 10
-  const uint64_t base = uint64_t{1} << e;
-  return 16 + (e - 10) * 4 + static_cast<uint32_t>((size - 1 - base) / (base / 4));
-}
-
-uint64_t ClassSize(uint32_t cls) {
-  if (cls < 16) return uint64_t{64} * (cls + 1);
-  const uint32_t e = 10 + (cls - 16) / 4;
-  const uint64_t base = uint64_t{1} << e;
-  return base + (base / 4) * ((cls - 16) % 4 + 1);
-}
-
-uint32_t BlocksPerSpan(uint32_t cls) {
-  return static_cast<uint32_t>(kSpanSize / ClassSize(cls));
-}
+// The reciprocal gives floor(offset / size) for every offset below 64 KiB
+// (its error, offset * (recip - 2^32 / size), stays below 2^16, less than
+// the gap 2^32 / size to the next multiple); checked here for each block.
+static_assert([] {
+  for (uint32_t c = 0; c < core::kNumSizeClasses; ++c) {
+    const uint64_t s = internal::kClassTables.size[c];
+    for (uint64_t b = 0; b * s < kSpanSize; ++b) {
+      if (((b * s * internal::kClassTables.recip[c]) >> 32) != b) return false;
+    }
+  }
+  return true;
+}());
 
 uint64_t AllocSize(uint64_t size) {
   if (size == 0) return 0;
@@ -294,7 +289,7 @@ bool Heap::NewSpan(uint32_t cls, AllocHints* hints, uint64_t* offset,
 void Heap::FreeSmall(uint64_t offset, uint32_t cls, OpRecord* rec) {
   const uint64_t span_idx = offset / kSpanSize;
   SpanMeta* sp = r_.span(span_idx);
-  const uint64_t block = (offset % kSpanSize) / ClassSize(cls);
+  const uint64_t block = BlockIndex(offset % kSpanSize, cls);
   if (rec != nullptr) StoreRelease(rec->touch, static_cast<uint32_t>(span_idx + 1));
   sp->bits[block / 64].fetch_and(~(uint64_t{1} << (block % 64)),
                                  std::memory_order_release);
