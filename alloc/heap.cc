@@ -122,8 +122,8 @@ void Heap::Free(uint64_t offset, uint64_t size, OpRecord* rec) {
 // dies in between leaves a count out of step with the bitmap (recovery
 // recounts the span once no live client touches it) and perhaps a taken
 // block nobody references (recovery frees it).
-bool Heap::AllocInSpan(uint64_t span_idx, uint32_t cls, uint64_t* offset,
-                       OpRecord* rec) {
+bool Heap::AllocInSpan(uint64_t span_idx, uint32_t cls, AllocHints* hints,
+                       uint64_t* offset, OpRecord* rec) {
   SpanMeta* sp = r_.span(span_idx);
   const uint32_t cap = BlocksPerSpan(cls);
   uint64_t s = LoadAcquire(sp->state);
@@ -139,6 +139,11 @@ bool Heap::AllocInSpan(uint64_t span_idx, uint32_t cls, uint64_t* offset,
   GLINT_CRASH_POINT();
   const uint32_t words = (cap + 63) / 64;
   const uint64_t csize = ClassSize(cls);
+  // The scan starts at the word where this client last found a block (a
+  // process-local hint: spans fill from the bottom, so word 0 is usually
+  // full) and wraps around.
+  uint32_t first = LoadRelaxed(hints->cur_word[cls]);
+  if (first >= words) first = 0;
   for (uint32_t scan = 0;; ++scan) {
     if (scan == 256) {
       // No free bit after many scans: the count overstates the taken blocks
@@ -149,7 +154,9 @@ bool Heap::AllocInSpan(uint64_t span_idx, uint32_t cls, uint64_t* offset,
       if (rec != nullptr) StoreRelease(rec->touch, 0u);
       return false;
     }
-    for (uint32_t w = 0; w < words; ++w) {
+    for (uint32_t i = 0; i <= words; ++i) {
+      // First the word of the last success, then all from word 0.
+      const uint32_t w = i == 0 ? first : i - 1;
       uint64_t v = LoadRelaxed(sp->bits[w]);
       while (v != kAllOnes) {
         const uint32_t b = std::countr_zero(~v);
@@ -158,6 +165,7 @@ bool Heap::AllocInSpan(uint64_t span_idx, uint32_t cls, uint64_t* offset,
         if (CasAcqRel(sp->bits[w], v, v | (uint64_t{1} << b))) {
           GLINT_CRASH_POINT();
           if (rec != nullptr) StoreRelease(rec->touch, 0u);
+          if (i != 0) hints->cur_word[cls].store(w, std::memory_order_relaxed);
           *offset = off;
           return true;
         }
@@ -176,7 +184,7 @@ bool Heap::AllocInSpan(uint64_t span_idx, uint32_t cls, uint64_t* offset,
 bool Heap::AllocSmall(uint32_t cls, AllocHints* hints, uint64_t* offset,
                       OpRecord* rec) {
   const uint32_t cur = LoadRelaxed(hints->cur_span[cls]);
-  if (cur != UINT32_MAX && AllocInSpan(cur, cls, offset, rec)) return true;
+  if (cur != UINT32_MAX && AllocInSpan(cur, cls, hints, offset, rec)) return true;
   return AllocFromHinted(cls, hints, /*own_only=*/true, offset, rec) ||
          NewSpan(cls, hints, offset, rec) ||
          AllocFromHinted(cls, hints, /*own_only=*/false, offset, rec);
@@ -194,7 +202,7 @@ bool Heap::AllocFromHinted(uint32_t cls, AllocHints* hints, bool own_only,
       v &= v - 1;
       const uint64_t span_idx = w * 64 + b;
       if (own_only && LoadRelaxed(r_.span(span_idx)->owner) != hints->owner) continue;
-      if (AllocInSpan(span_idx, cls, offset, rec)) {
+      if (AllocInSpan(span_idx, cls, hints, offset, rec)) {
         hints->cur_span[cls].store(static_cast<uint32_t>(span_idx),
                                    std::memory_order_relaxed);
         return true;
@@ -267,6 +275,7 @@ bool Heap::NewSpan(uint32_t cls, AllocHints* hints, uint64_t* offset,
             uint64_t{1} << (span_idx % 64), std::memory_order_acq_rel);
         hints->cur_span[cls].store(static_cast<uint32_t>(span_idx),
                                    std::memory_order_relaxed);
+        hints->cur_word[cls].store(0, std::memory_order_relaxed);
         hints->span_cursor.store(w, std::memory_order_relaxed);
         *offset = span_idx * kSpanSize;
         return true;

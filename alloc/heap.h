@@ -89,10 +89,14 @@ uint64_t AllocSize(uint64_t size);
 struct AllocHints {
   uint32_t owner = 0;  // the client slot these hints belong to
   std::atomic<uint32_t> cur_span[core::kNumSizeClasses];
+  // Per class, the bitmap word of the span last allocated in where the
+  // last block was found: the next scan starts there instead of at word 0.
+  std::atomic<uint32_t> cur_word[core::kNumSizeClasses];
   std::atomic<uint64_t> span_cursor{0};   // page-bitmap word to scan from
   std::atomic<uint64_t> large_cursor{~uint64_t{0}};  // scans downwards
   AllocHints() {
     for (auto& s : cur_span) s.store(UINT32_MAX, std::memory_order_relaxed);
+    for (auto& w : cur_word) w.store(0, std::memory_order_relaxed);
   }
 };
 
@@ -146,8 +150,8 @@ class Heap {
                   core::OpRecord* rec);
   bool AllocFromHinted(uint32_t cls, AllocHints* hints, bool own_only,
                        uint64_t* offset, core::OpRecord* rec);
-  bool AllocInSpan(uint64_t span, uint32_t cls, uint64_t* offset,
-                   core::OpRecord* rec);
+  bool AllocInSpan(uint64_t span, uint32_t cls, AllocHints* hints,
+                   uint64_t* offset, core::OpRecord* rec);
   bool NewSpan(uint32_t cls, AllocHints* hints, uint64_t* offset,
                core::OpRecord* rec);
   void FreeSmall(uint64_t offset, uint32_t cls, core::OpRecord* rec);
