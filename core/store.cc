@@ -59,8 +59,9 @@ Status Store::Create(const CreateArgs& a, uint32_t* out_slot, uint64_t* out_gen,
     StoreRelaxed(e->creator_slot, static_cast<uint16_t>(a.client_slot));
     StoreRelaxed(e->name_slot, kNoSlot);
     StoreRelaxed(e->creator_serial, a.client_serial);
-    StoreRelaxed(e->create_time_us, os::CoarseNowMicros());
-    StoreRelaxed(e->create_tsc, os::ReadTsc());
+    const uint64_t tsc = os::ReadTsc();
+    StoreRelaxed(e->create_time_us, clock_.MicrosAt(tsc));
+    StoreRelaxed(e->create_tsc, tsc);
     StoreRelaxed(e->seal_tsc, uint64_t{0});
     StoreRelaxed(e->creator_pid, a.pid);
     // Holder bits left on a free slot by a getter that died between setting

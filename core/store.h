@@ -23,6 +23,7 @@
 
 #include "alloc/heap.h"
 #include "core/object_table.h"
+#include "core/os.h"
 #include "core/region.h"
 #include "glint/status.h"
 
@@ -44,7 +45,8 @@ struct CreateArgs {
 
 class Store {
  public:
-  explicit Store(const Region& r) : r_(r), table_(r), heap_(r) {}
+  explicit Store(const Region& r)
+      : r_(r), table_(r), heap_(r), clock_(r.header()->tsc_per_us) {}
 
   const Region& region() const { return r_; }
   ObjectTable& table() { return table_; }
@@ -119,6 +121,7 @@ class Store {
   Region r_;
   ObjectTable table_;
   alloc::Heap heap_;
+  os::TscClock clock_;  // create_time_us from the create's TSC reading
 };
 
 }  // namespace glint::core
