@@ -480,8 +480,7 @@ Status ClientCore::BuildObject(const ObjectId& id, int64_t size,
   mb->sealed_ = false;
   mb->size_ = 0;
   mb->data_ = nullptr;
-  Status s = CheckUsable();
-  if (!s.ok()) return s;
+  if (inert_) return CheckUsable();
   const uint64_t heap_size = region_.header()->heap_size;
   if (size < 0) {
     return Status::InvalidArgument("object size " + std::to_string(size) +
@@ -492,13 +491,18 @@ Status ClientCore::BuildObject(const ObjectId& id, int64_t size,
                                    " exceeds the store's capacity of " +
                                    std::to_string(heap_size) + " bytes");
   }
-  s = ValidateName(name);
-  if (!s.ok()) return s;
-  uint64_t md_bytes = 0;
-  for (const auto& [k, v] : metadata) md_bytes += k.size() + v.size();
-  if (md_bytes > kMaxMetadataBytes) {
-    return Status::InvalidArgument("metadata is " + std::to_string(md_bytes) +
-                                   " bytes; the limit is 65536");
+  // The common case, no name and no metadata, has nothing to check here
+  // and no info block (InfoSize 0).
+  const bool plain = name.empty() && metadata.empty();
+  if (!plain) {
+    Status v = ValidateName(name);
+    if (!v.ok()) return v;
+    uint64_t md_bytes = 0;
+    for (const auto& [k, val] : metadata) md_bytes += k.size() + val.size();
+    if (md_bytes > kMaxMetadataBytes) {
+      return Status::InvalidArgument("metadata is " + std::to_string(md_bytes) +
+                                     " bytes; the limit is 65536");
+    }
   }
 
   core::CreateArgs a;
@@ -521,7 +525,7 @@ Status ClientCore::BuildObject(const ObjectId& id, int64_t size,
     return Status::OutOfMemory(msg + " (id " + id.hex() + ")");
   };
   alloc::Heap& heap = store_->heap();
-  const uint64_t isize = InfoSize(name, metadata);
+  const uint64_t isize = plain ? 0 : InfoSize(name, metadata);
   uint64_t ioff = 0, doff = 0;
   // The log record holds every block taken until the entry references it
   // (kOpBuild: owned[0] info, owned[1] payload); see docs/ARCHITECTURE.md.
@@ -558,7 +562,7 @@ Status ClientCore::BuildObject(const ObjectId& id, int64_t size,
   a.pid = pid_;
   uint32_t slot;
   uint64_t gen;
-  s = store_->Create(a, &slot, &gen, rec);
+  Status s = store_->Create(a, &slot, &gen, rec);
   if (!s.ok()) {
     heap.Free(doff, static_cast<uint64_t>(size), rec);
     GLINT_CRASH_POINT();
