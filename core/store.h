@@ -88,6 +88,9 @@ class Store {
   // Frees `slot` if it is DELETING and holder-free; exactly one caller wins.
   // `rec`: the caller's idle log record (kOpNone again after).
   void MaybeFree(uint32_t slot, OpRecord* rec);
+  // MaybeFree with the entry's state `s` already known (SeqCst-loaded, or
+  // the value of the caller's own SeqCst CAS).
+  void MaybeFreeFrom(uint32_t slot, uint64_t s, OpRecord* rec);
   // The tail of a free, once the blocks are freed: FREEING(gen) ->
   // EMPTY(gen), name and slot given back. Recovery runs it too.
   void FinishFree(uint32_t slot, uint64_t gen);
