@@ -755,15 +755,14 @@ Status ClientCore::WaitFor(uint64_t wait_hash, int64_t timeout_ms, Find find,
 Status ClientCore::GetObject(const ObjectId& id, Buffer* buffer,
                              int64_t timeout_ms) {
   buffer->Release();
-  Status s = CheckUsable();
-  if (!s.ok()) return s;
+  if (inert_) return CheckUsable();
   const core::Key key =
       core::MakeKey(core::IdHash(id.data()), region_.header()->obj_num_buckets);
   const core::IdWords idw = core::LoadIdWords(id.data());
   const core::ObjectTable& table = store_->table();
   uint32_t slot;
   uint64_t state;
-  s = WaitFor(
+  Status s = WaitFor(
       key.hash, timeout_ms,
       [&](uint64_t* st) { return table.Find(key, idw, core::kObjSealed, st); },
       [&](uint64_t* st) { return table.FindLive(key, idw, st); }, &slot,
@@ -835,8 +834,7 @@ bool ClientCore::Contains(const ObjectId& id) {
 }
 
 Status ClientCore::Delete(const ObjectId& id) {
-  Status s = CheckUsable();
-  if (!s.ok()) return s;
+  if (inert_) return CheckUsable();
   const core::Key key =
       core::MakeKey(core::IdHash(id.data()), region_.header()->obj_num_buckets);
   const core::IdWords idw = core::LoadIdWords(id.data());
