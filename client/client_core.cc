@@ -55,6 +55,27 @@ void AtForkChild() {
   g_cores_mu.unlock();
 }
 
+// ------------------------------------------------------------ record cache
+// One idle log record per thread (see ClientCore::AcquireRecord), of the
+// client `core_id`. Plain thread-local data: only its thread touches it.
+// Initial-exec TLS: a plain %fs-relative access, no __tls_get_addr call.
+std::atomic<uint64_t> g_next_core_id{1};
+struct RecordCache {
+  uint64_t core_id;
+  core::OpRecord* rec;
+  bool exit_hook;  // t_record_returner is registered for this thread
+};
+__attribute__((tls_model("initial-exec"))) constinit thread_local RecordCache
+    t_record_cache = {0, nullptr, false};
+
+// Gives the thread's cached record back to its client when the thread
+// exits, if that client still exists (else the record went with it).
+// Touched only when a thread first caches a record, which registers it.
+struct RecordReturner {
+  ~RecordReturner();
+};
+thread_local RecordReturner t_record_returner;
+
 void InstallForkHandlers() {
   std::call_once(g_atfork_once, [] {
     pthread_atfork(AtForkPrepare, AtForkParent, AtForkChild);
@@ -81,6 +102,21 @@ void Register(ClientCore* c) {
 void Unregister(ClientCore* c) {
   std::lock_guard<std::mutex> l(g_cores_mu);
   if (g_cores != nullptr) g_cores->erase(c);
+}
+
+RecordReturner::~RecordReturner() {
+  RecordCache& tc = t_record_cache;
+  if (tc.rec == nullptr) return;
+  std::lock_guard<std::mutex> l(g_cores_mu);
+  if (g_cores != nullptr) {
+    for (ClientCore* c : *g_cores) {
+      if (c->id() == tc.core_id) {
+        c->GiveBackRecord(tc.rec);
+        break;
+      }
+    }
+  }
+  tc.rec = nullptr;
 }
 
 // The name and metadata block is read by other clients without holding the
@@ -261,6 +297,7 @@ Status ClientCore::Connect(const std::string& path,
     return Status::IOError("store " + path + " sent no region descriptor");
   }
   std::unique_ptr<ClientCore> core(new ClientCore());
+  core->id_ = g_next_core_id.fetch_add(1, std::memory_order_relaxed);
   core->sock_fd_ = fd;
   core->slot_ = w.client_slot;
   core->serial_ = static_cast<uint32_t>(w.client_serial);
@@ -313,6 +350,12 @@ Status ClientCore::Attach(int region_fd, uint64_t region_size) {
 
 ClientCore::~ClientCore() {
   Unregister(this);
+  // This thread's cached record, if ours, goes back to the pool (other
+  // threads' cached records of ours are dropped when they exit).
+  if (t_record_cache.rec != nullptr && t_record_cache.core_id == id_) {
+    GiveBackRecord(t_record_cache.rec);
+    t_record_cache.rec = nullptr;
+  }
   if (!inert_ && store_ != nullptr) {
     // Give back every reference and abort every build at once, so the store
     // is whole when the destructor returns; the monitor repeats this (a
@@ -332,6 +375,12 @@ ClientCore::~ClientCore() {
 }
 
 core::OpRecord* ClientCore::AcquireRecord() {
+  RecordCache& tc = t_record_cache;
+  if (tc.rec != nullptr && tc.core_id == id_) {
+    core::OpRecord* r = tc.rec;  // the common case: no atomic at all
+    tc.rec = nullptr;
+    return r;
+  }
   uint64_t v = idle_records_.load(std::memory_order_relaxed);
   if (v != 0 && idle_records_.compare_exchange_strong(v, v & (v - 1),
                                                       std::memory_order_acquire)) {
@@ -369,6 +418,26 @@ void ClientCore::ReleaseRecord(core::OpRecord* r, bool clean) {
   } else {
     core::ClearRecord(*r);
   }
+  // Kept by this thread for its next operation while the pool has plenty
+  // (sleeping getters and other threads always find kRecordsKeptIdle);
+  // a cache holding nothing may change clients.
+  RecordCache& tc = t_record_cache;
+  if (tc.rec == nullptr &&
+      std::popcount(idle_records_.load(std::memory_order_relaxed)) >= kRecordsKeptIdle) {
+    if (!tc.exit_hook) {
+      // Registers the thread-exit destructor (the first access of a
+      // thread_local with a destructor does).
+      [[maybe_unused]] RecordReturner* volatile hook = &t_record_returner;
+      tc.exit_hook = true;
+    }
+    tc.core_id = id_;
+    tc.rec = r;
+    return;
+  }
+  GiveBackRecord(r);
+}
+
+void ClientCore::GiveBackRecord(core::OpRecord* r) {
   idle_records_.fetch_or(uint64_t{1} << (r - records_), std::memory_order_release);
 }
 
