@@ -68,14 +68,29 @@ uint64_t AllocSize(uint64_t size) {
   return (size + kPageSize - 1) / kPageSize * kPageSize;
 }
 
+// The fast path (a small block from the span this client used last) is a
+// single call from here; everything else is out of line, so this frame
+// stays small.
 bool Heap::Allocate(uint64_t size, AllocHints* hints, uint64_t* offset,
                     OpRecord* rec) {
   if (size <= kMaxSmallSize) {
     const uint32_t cls = SizeClassOf(size);
-    if (AllocSmall(cls, hints, offset, rec)) return true;
-    // Empty spans of other classes may hold the pages we need.
-    return ReclaimEmptySpans(rec) > 0 && AllocSmall(cls, hints, offset, rec);
+    const uint32_t cur = LoadRelaxed(hints->cur_span[cls]);
+    if (cur != UINT32_MAX && AllocInSpan(cur, cls, hints, offset, rec)) return true;
+    return AllocSmallSlow(cls, hints, offset, rec);
   }
+  return AllocLarge(size, hints, offset, rec);
+}
+
+bool Heap::AllocSmallSlow(uint32_t cls, AllocHints* hints, uint64_t* offset,
+                          OpRecord* rec) {
+  if (AllocSmall(cls, hints, offset, rec)) return true;
+  // Empty spans of other classes may hold the pages we need.
+  return ReclaimEmptySpans(rec) > 0 && AllocSmall(cls, hints, offset, rec);
+}
+
+bool Heap::AllocLarge(uint64_t size, AllocHints* hints, uint64_t* offset,
+                      OpRecord* rec) {
   const uint64_t npages = (size + kPageSize - 1) / kPageSize;
   uint64_t first_page;
   if (!AllocPages(npages, hints, &first_page, rec) &&

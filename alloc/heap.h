@@ -148,6 +148,10 @@ class Heap {
  private:
   bool AllocSmall(uint32_t cls, AllocHints* hints, uint64_t* offset,
                   core::OpRecord* rec);
+  [[gnu::noinline]] bool AllocSmallSlow(uint32_t cls, AllocHints* hints,
+                                        uint64_t* offset, core::OpRecord* rec);
+  [[gnu::noinline]] bool AllocLarge(uint64_t size, AllocHints* hints,
+                                    uint64_t* offset, core::OpRecord* rec);
   bool AllocFromHinted(uint32_t cls, AllocHints* hints, bool own_only,
                        uint64_t* offset, core::OpRecord* rec);
   bool AllocInSpan(uint64_t span, uint32_t cls, AllocHints* hints,
