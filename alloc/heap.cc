@@ -49,23 +49,18 @@ uint64_t RunStarts(uint64_t x, uint32_t k) {
 
 }  // namespace
 
-uint32_t SizeClassOf(uint64_t size) {
-  if (size <= 1024) return size == 0 ? 0 : static_cast<uint32_t>((size - 1) / 64);
-  const uint32_t e = 63 - std::countl_zero(size - 1);  // >= 10
-  const uint64_t base = uint64_t{1} << e;
-  return 16 + (e - 10) * 4 + static_cast<uint32_t>((size - 1 - base) / (base / 4));
-}
-
-uint64_t ClassSize(uint32_t cls) {
-  if (cls < 16) return uint64_t{64} * (cls + 1);
-  const uint32_t e = 10 + (cls - 16) / 4;
-  const uint64_t base = uint64_t{1} << e;
-  return base + (base / 4) * ((cls - 16) % 4 + 1);
-}
-
-uint32_t BlocksPerSpan(uint32_t cls) {
-  return static_cast<uint32_t>(kSpanSize / ClassSize(cls));
-}
+// The reciprocal gives floor(offset / size) for every offset below 64 KiB
+// (its error, offset * (recip - 2^32 / size), stays below 2^16, less than
+// the gap 2^32 / size to the next multiple); checked here for each block.
+static_assert([] {
+  for (uint32_t c = 0; c < core::kNumSizeClasses; ++c) {
+    const uint64_t s = internal::kClassTables.size[c];
+    for (uint64_t b = 0; b * s < kSpanSize; ++b) {
+      if (((b * s * internal::kClassTables.recip[c]) >> 32) != b) return false;
+    }
+  }
+  return true;
+}());
 
 uint64_t AllocSize(uint64_t size) {
   if (size == 0) return 0;
@@ -73,14 +68,29 @@ uint64_t AllocSize(uint64_t size) {
   return (size + kPageSize - 1) / kPageSize * kPageSize;
 }
 
+// The fast path (a small block from the span this client used last) is a
+// single call from here; everything else is out of line, so this frame
+// stays small.
 bool Heap::Allocate(uint64_t size, AllocHints* hints, uint64_t* offset,
                     OpRecord* rec) {
   if (size <= kMaxSmallSize) {
     const uint32_t cls = SizeClassOf(size);
-    if (AllocSmall(cls, hints, offset, rec)) return true;
-    // Empty spans of other classes may hold the pages we need.
-    return ReclaimEmptySpans(rec) > 0 && AllocSmall(cls, hints, offset, rec);
+    const uint32_t cur = LoadRelaxed(hints->cur_span[cls]);
+    if (cur != UINT32_MAX && AllocInSpan(cur, cls, hints, offset, rec)) return true;
+    return AllocSmallSlow(cls, hints, offset, rec);
   }
+  return AllocLarge(size, hints, offset, rec);
+}
+
+bool Heap::AllocSmallSlow(uint32_t cls, AllocHints* hints, uint64_t* offset,
+                          OpRecord* rec) {
+  if (AllocSmall(cls, hints, offset, rec)) return true;
+  // Empty spans of other classes may hold the pages we need.
+  return ReclaimEmptySpans(rec) > 0 && AllocSmall(cls, hints, offset, rec);
+}
+
+bool Heap::AllocLarge(uint64_t size, AllocHints* hints, uint64_t* offset,
+                      OpRecord* rec) {
   const uint64_t npages = (size + kPageSize - 1) / kPageSize;
   uint64_t first_page;
   if (!AllocPages(npages, hints, &first_page, rec) &&
@@ -127,8 +137,8 @@ void Heap::Free(uint64_t offset, uint64_t size, OpRecord* rec) {
 // dies in between leaves a count out of step with the bitmap (recovery
 // recounts the span once no live client touches it) and perhaps a taken
 // block nobody references (recovery frees it).
-bool Heap::AllocInSpan(uint64_t span_idx, uint32_t cls, uint64_t* offset,
-                       OpRecord* rec) {
+bool Heap::AllocInSpan(uint64_t span_idx, uint32_t cls, AllocHints* hints,
+                       uint64_t* offset, OpRecord* rec) {
   SpanMeta* sp = r_.span(span_idx);
   const uint32_t cap = BlocksPerSpan(cls);
   uint64_t s = LoadAcquire(sp->state);
@@ -144,6 +154,11 @@ bool Heap::AllocInSpan(uint64_t span_idx, uint32_t cls, uint64_t* offset,
   GLINT_CRASH_POINT();
   const uint32_t words = (cap + 63) / 64;
   const uint64_t csize = ClassSize(cls);
+  // The scan starts at the word where this client last found a block (a
+  // process-local hint: spans fill from the bottom, so word 0 is usually
+  // full) and wraps around.
+  uint32_t first = LoadRelaxed(hints->cur_word[cls]);
+  if (first >= words) first = 0;
   for (uint32_t scan = 0;; ++scan) {
     if (scan == 256) {
       // No free bit after many scans: the count overstates the taken blocks
@@ -154,7 +169,9 @@ bool Heap::AllocInSpan(uint64_t span_idx, uint32_t cls, uint64_t* offset,
       if (rec != nullptr) StoreRelease(rec->touch, 0u);
       return false;
     }
-    for (uint32_t w = 0; w < words; ++w) {
+    for (uint32_t i = 0; i <= words; ++i) {
+      // First the word of the last success, then all from word 0.
+      const uint32_t w = i == 0 ? first : i - 1;
       uint64_t v = LoadRelaxed(sp->bits[w]);
       while (v != kAllOnes) {
         const uint32_t b = std::countr_zero(~v);
@@ -163,6 +180,7 @@ bool Heap::AllocInSpan(uint64_t span_idx, uint32_t cls, uint64_t* offset,
         if (CasAcqRel(sp->bits[w], v, v | (uint64_t{1} << b))) {
           GLINT_CRASH_POINT();
           if (rec != nullptr) StoreRelease(rec->touch, 0u);
+          if (i != 0) hints->cur_word[cls].store(w, std::memory_order_relaxed);
           *offset = off;
           return true;
         }
@@ -181,7 +199,7 @@ bool Heap::AllocInSpan(uint64_t span_idx, uint32_t cls, uint64_t* offset,
 bool Heap::AllocSmall(uint32_t cls, AllocHints* hints, uint64_t* offset,
                       OpRecord* rec) {
   const uint32_t cur = LoadRelaxed(hints->cur_span[cls]);
-  if (cur != UINT32_MAX && AllocInSpan(cur, cls, offset, rec)) return true;
+  if (cur != UINT32_MAX && AllocInSpan(cur, cls, hints, offset, rec)) return true;
   return AllocFromHinted(cls, hints, /*own_only=*/true, offset, rec) ||
          NewSpan(cls, hints, offset, rec) ||
          AllocFromHinted(cls, hints, /*own_only=*/false, offset, rec);
@@ -199,7 +217,7 @@ bool Heap::AllocFromHinted(uint32_t cls, AllocHints* hints, bool own_only,
       v &= v - 1;
       const uint64_t span_idx = w * 64 + b;
       if (own_only && LoadRelaxed(r_.span(span_idx)->owner) != hints->owner) continue;
-      if (AllocInSpan(span_idx, cls, offset, rec)) {
+      if (AllocInSpan(span_idx, cls, hints, offset, rec)) {
         hints->cur_span[cls].store(static_cast<uint32_t>(span_idx),
                                    std::memory_order_relaxed);
         return true;
@@ -272,6 +290,7 @@ bool Heap::NewSpan(uint32_t cls, AllocHints* hints, uint64_t* offset,
             uint64_t{1} << (span_idx % 64), std::memory_order_acq_rel);
         hints->cur_span[cls].store(static_cast<uint32_t>(span_idx),
                                    std::memory_order_relaxed);
+        hints->cur_word[cls].store(0, std::memory_order_relaxed);
         hints->span_cursor.store(w, std::memory_order_relaxed);
         *offset = span_idx * kSpanSize;
         return true;
@@ -294,7 +313,7 @@ bool Heap::NewSpan(uint32_t cls, AllocHints* hints, uint64_t* offset,
 void Heap::FreeSmall(uint64_t offset, uint32_t cls, OpRecord* rec) {
   const uint64_t span_idx = offset / kSpanSize;
   SpanMeta* sp = r_.span(span_idx);
-  const uint64_t block = (offset % kSpanSize) / ClassSize(cls);
+  const uint64_t block = BlockIndex(offset % kSpanSize, cls);
   if (rec != nullptr) StoreRelease(rec->touch, static_cast<uint32_t>(span_idx + 1));
   sp->bits[block / 64].fetch_and(~(uint64_t{1} << (block % 64)),
                                  std::memory_order_release);

@@ -26,12 +26,61 @@ namespace glint::alloc {
 
 inline constexpr uint64_t kMaxSmallSize = 16 * 1024;
 
+// The size classes: 64 B steps up to 1 KiB (classes 0..15), then four
+// classes per power of two up to 16 KiB (16..31). The fast paths read them
+// from tables (no division by a variable); the formulas stay for classes
+// out of range, which only a corrupt span state yields (recovery and the
+// checker must not index a table with it).
+constexpr uint64_t ClassSizeFormula(uint32_t cls) {
+  if (cls < 16) return uint64_t{64} * (cls + 1);
+  const uint32_t e = 10 + (cls - 16) / 4;
+  const uint64_t base = uint64_t{1} << e;
+  return base + (base / 4) * ((cls - 16) % 4 + 1);
+}
+
+namespace internal {
+struct ClassTables {
+  uint64_t size[core::kNumSizeClasses];
+  uint32_t blocks[core::kNumSizeClasses];
+  // ceil(2^32 / size): (offset in span * recip) >> 32 = offset / size for
+  // every offset below 64 KiB (see heap.cc).
+  uint64_t recip[core::kNumSizeClasses];
+};
+constexpr ClassTables MakeClassTables() {
+  ClassTables t{};
+  for (uint32_t c = 0; c < core::kNumSizeClasses; ++c) {
+    t.size[c] = ClassSizeFormula(c);
+    t.blocks[c] = static_cast<uint32_t>(core::kSpanSize / t.size[c]);
+    t.recip[c] = ((uint64_t{1} << 32) + t.size[c] - 1) / t.size[c];
+  }
+  return t;
+}
+inline constexpr ClassTables kClassTables = MakeClassTables();
+}  // namespace internal
+
 // The size class of a request of `size` bytes (1..16 KiB), 0..31.
-uint32_t SizeClassOf(uint64_t size);
+inline uint32_t SizeClassOf(uint64_t size) {
+  if (size <= 1024) return size == 0 ? 0 : static_cast<uint32_t>((size - 1) >> 6);
+  const uint32_t e = 63 - static_cast<uint32_t>(__builtin_clzll(size - 1));  // >= 10
+  const uint64_t base = uint64_t{1} << e;
+  return 16 + (e - 10) * 4 + static_cast<uint32_t>((size - 1 - base) >> (e - 2));
+}
 // Bytes of a block of class `cls`.
-uint64_t ClassSize(uint32_t cls);
+inline uint64_t ClassSize(uint32_t cls) {
+  return cls < core::kNumSizeClasses ? internal::kClassTables.size[cls]
+                                     : ClassSizeFormula(cls);
+}
 // Blocks of class `cls` in one span.
-uint32_t BlocksPerSpan(uint32_t cls);
+inline uint32_t BlocksPerSpan(uint32_t cls) {
+  return cls < core::kNumSizeClasses
+             ? internal::kClassTables.blocks[cls]
+             : static_cast<uint32_t>(core::kSpanSize / ClassSizeFormula(cls));
+}
+// The block of class `cls` (< kNumSizeClasses) holding `offset_in_span`
+// (< kSpanSize), without a division.
+inline uint64_t BlockIndex(uint64_t offset_in_span, uint32_t cls) {
+  return (offset_in_span * internal::kClassTables.recip[cls]) >> 32;
+}
 // Bytes the heap hands out for a request of `size` (0 for 0).
 uint64_t AllocSize(uint64_t size);
 
@@ -40,10 +89,14 @@ uint64_t AllocSize(uint64_t size);
 struct AllocHints {
   uint32_t owner = 0;  // the client slot these hints belong to
   std::atomic<uint32_t> cur_span[core::kNumSizeClasses];
+  // Per class, the bitmap word of the span last allocated in where the
+  // last block was found: the next scan starts there instead of at word 0.
+  std::atomic<uint32_t> cur_word[core::kNumSizeClasses];
   std::atomic<uint64_t> span_cursor{0};   // page-bitmap word to scan from
   std::atomic<uint64_t> large_cursor{~uint64_t{0}};  // scans downwards
   AllocHints() {
     for (auto& s : cur_span) s.store(UINT32_MAX, std::memory_order_relaxed);
+    for (auto& w : cur_word) w.store(0, std::memory_order_relaxed);
   }
 };
 
@@ -95,10 +148,14 @@ class Heap {
  private:
   bool AllocSmall(uint32_t cls, AllocHints* hints, uint64_t* offset,
                   core::OpRecord* rec);
+  [[gnu::noinline]] bool AllocSmallSlow(uint32_t cls, AllocHints* hints,
+                                        uint64_t* offset, core::OpRecord* rec);
+  [[gnu::noinline]] bool AllocLarge(uint64_t size, AllocHints* hints,
+                                    uint64_t* offset, core::OpRecord* rec);
   bool AllocFromHinted(uint32_t cls, AllocHints* hints, bool own_only,
                        uint64_t* offset, core::OpRecord* rec);
-  bool AllocInSpan(uint64_t span, uint32_t cls, uint64_t* offset,
-                   core::OpRecord* rec);
+  bool AllocInSpan(uint64_t span, uint32_t cls, AllocHints* hints,
+                   uint64_t* offset, core::OpRecord* rec);
   bool NewSpan(uint32_t cls, AllocHints* hints, uint64_t* offset,
                core::OpRecord* rec);
   void FreeSmall(uint64_t offset, uint32_t cls, core::OpRecord* rec);

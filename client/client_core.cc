@@ -55,6 +55,27 @@ void AtForkChild() {
   g_cores_mu.unlock();
 }
 
+// ------------------------------------------------------------ record cache
+// One idle log record per thread (see ClientCore::AcquireRecord), of the
+// client `core_id`. Plain thread-local data: only its thread touches it.
+// Initial-exec TLS: a plain %fs-relative access, no __tls_get_addr call.
+std::atomic<uint64_t> g_next_core_id{1};
+struct RecordCache {
+  uint64_t core_id;
+  core::OpRecord* rec;
+  bool exit_hook;  // t_record_returner is registered for this thread
+};
+__attribute__((tls_model("initial-exec"))) constinit thread_local RecordCache
+    t_record_cache = {0, nullptr, false};
+
+// Gives the thread's cached record back to its client when the thread
+// exits, if that client still exists (else the record went with it).
+// Touched only when a thread first caches a record, which registers it.
+struct RecordReturner {
+  ~RecordReturner();
+};
+thread_local RecordReturner t_record_returner;
+
 void InstallForkHandlers() {
   std::call_once(g_atfork_once, [] {
     pthread_atfork(AtForkPrepare, AtForkParent, AtForkChild);
@@ -81,6 +102,21 @@ void Register(ClientCore* c) {
 void Unregister(ClientCore* c) {
   std::lock_guard<std::mutex> l(g_cores_mu);
   if (g_cores != nullptr) g_cores->erase(c);
+}
+
+RecordReturner::~RecordReturner() {
+  RecordCache& tc = t_record_cache;
+  if (tc.rec == nullptr) return;
+  std::lock_guard<std::mutex> l(g_cores_mu);
+  if (g_cores != nullptr) {
+    for (ClientCore* c : *g_cores) {
+      if (c->id() == tc.core_id) {
+        c->GiveBackRecord(tc.rec);
+        break;
+      }
+    }
+  }
+  tc.rec = nullptr;
 }
 
 // The name and metadata block is read by other clients without holding the
@@ -273,6 +309,7 @@ Status ClientCore::Connect(const std::string& path,
     return Status::IOError("store " + path + " sent no region descriptor");
   }
   std::unique_ptr<ClientCore> core(new ClientCore());
+  core->id_ = g_next_core_id.fetch_add(1, std::memory_order_relaxed);
   core->sock_fd_ = fd;
   core->slot_ = w.client_slot;
   core->serial_ = static_cast<uint32_t>(w.client_serial);
@@ -325,6 +362,12 @@ Status ClientCore::Attach(int region_fd, uint64_t region_size) {
 
 ClientCore::~ClientCore() {
   Unregister(this);
+  // This thread's cached record, if ours, goes back to the pool (other
+  // threads' cached records of ours are dropped when they exit).
+  if (t_record_cache.rec != nullptr && t_record_cache.core_id == id_) {
+    GiveBackRecord(t_record_cache.rec);
+    t_record_cache.rec = nullptr;
+  }
   if (!inert_ && store_ != nullptr) {
     // Give back every reference and abort every build at once, so the store
     // is whole when the destructor returns; the monitor repeats this (a
@@ -344,6 +387,12 @@ ClientCore::~ClientCore() {
 }
 
 core::OpRecord* ClientCore::AcquireRecord() {
+  RecordCache& tc = t_record_cache;
+  if (tc.rec != nullptr && tc.core_id == id_) {
+    core::OpRecord* r = tc.rec;  // the common case: no atomic at all
+    tc.rec = nullptr;
+    return r;
+  }
   uint64_t v = idle_records_.load(std::memory_order_relaxed);
   if (v != 0 && idle_records_.compare_exchange_strong(v, v & (v - 1),
                                                       std::memory_order_acquire)) {
@@ -381,6 +430,26 @@ void ClientCore::ReleaseRecord(core::OpRecord* r, bool clean) {
   } else {
     core::ClearRecord(*r);
   }
+  // Kept by this thread for its next operation while the pool has plenty
+  // (sleeping getters and other threads always find kRecordsKeptIdle);
+  // a cache holding nothing may change clients.
+  RecordCache& tc = t_record_cache;
+  if (tc.rec == nullptr &&
+      std::popcount(idle_records_.load(std::memory_order_relaxed)) >= kRecordsKeptIdle) {
+    if (!tc.exit_hook) {
+      // Registers the thread-exit destructor (the first access of a
+      // thread_local with a destructor does).
+      [[maybe_unused]] RecordReturner* volatile hook = &t_record_returner;
+      tc.exit_hook = true;
+    }
+    tc.core_id = id_;
+    tc.rec = r;
+    return;
+  }
+  GiveBackRecord(r);
+}
+
+void ClientCore::GiveBackRecord(core::OpRecord* r) {
   idle_records_.fetch_or(uint64_t{1} << (r - records_), std::memory_order_release);
 }
 
@@ -492,8 +561,7 @@ Status ClientCore::BuildObject(const ObjectId& id, int64_t size,
   mb->sealed_ = false;
   mb->size_ = 0;
   mb->data_ = nullptr;
-  Status s = CheckUsable();
-  if (!s.ok()) return s;
+  if (inert_) return CheckUsable();
   const uint64_t heap_size = region_.header()->heap_size;
   if (size < 0) {
     return Status::InvalidArgument("object size " + std::to_string(size) +
@@ -504,13 +572,18 @@ Status ClientCore::BuildObject(const ObjectId& id, int64_t size,
                                    " exceeds the store's capacity of " +
                                    std::to_string(heap_size) + " bytes");
   }
-  s = ValidateName(name);
-  if (!s.ok()) return s;
-  uint64_t md_bytes = 0;
-  for (const auto& [k, v] : metadata) md_bytes += k.size() + v.size();
-  if (md_bytes > kMaxMetadataBytes) {
-    return Status::InvalidArgument("metadata is " + std::to_string(md_bytes) +
-                                   " bytes; the limit is 65536");
+  // The common case, no name and no metadata, has nothing to check here
+  // and no info block (InfoSize 0).
+  const bool plain = name.empty() && metadata.empty();
+  if (!plain) {
+    Status v = ValidateName(name);
+    if (!v.ok()) return v;
+    uint64_t md_bytes = 0;
+    for (const auto& [k, val] : metadata) md_bytes += k.size() + val.size();
+    if (md_bytes > kMaxMetadataBytes) {
+      return Status::InvalidArgument("metadata is " + std::to_string(md_bytes) +
+                                     " bytes; the limit is 65536");
+    }
   }
 
   core::CreateArgs a;
@@ -533,7 +606,7 @@ Status ClientCore::BuildObject(const ObjectId& id, int64_t size,
     return Status::OutOfMemory(msg + " (id " + id.hex() + ")");
   };
   alloc::Heap& heap = store_->heap();
-  const uint64_t isize = InfoSize(name, metadata);
+  const uint64_t isize = plain ? 0 : InfoSize(name, metadata);
   uint64_t ioff = 0, doff = 0;
   // The log record holds every block taken until the entry references it
   // (kOpBuild: owned[0] info, owned[1] payload); see docs/ARCHITECTURE.md.
@@ -570,7 +643,7 @@ Status ClientCore::BuildObject(const ObjectId& id, int64_t size,
   a.pid = pid_;
   uint32_t slot;
   uint64_t gen;
-  s = store_->Create(a, &slot, &gen, rec);
+  Status s = store_->Create(a, &slot, &gen, rec);
   if (!s.ok()) {
     heap.Free(doff, static_cast<uint64_t>(size), rec);
     GLINT_CRASH_POINT();
@@ -763,15 +836,14 @@ Status ClientCore::WaitFor(uint64_t wait_hash, int64_t timeout_ms, Find find,
 Status ClientCore::GetObject(const ObjectId& id, Buffer* buffer,
                              int64_t timeout_ms) {
   buffer->Release();
-  Status s = CheckUsable();
-  if (!s.ok()) return s;
+  if (inert_) return CheckUsable();
   const core::Key key =
       core::MakeKey(core::IdHash(id.data()), region_.header()->obj_num_buckets);
   const core::IdWords idw = core::LoadIdWords(id.data());
   const core::ObjectTable& table = store_->table();
   uint32_t slot;
   uint64_t state;
-  s = WaitFor(
+  Status s = WaitFor(
       key.hash, timeout_ms,
       [&](uint64_t* st) { return table.Find(key, idw, core::kObjSealed, st); },
       [&](uint64_t* st) { return table.FindLive(key, idw, st); }, &slot,
@@ -843,8 +915,7 @@ bool ClientCore::Contains(const ObjectId& id) {
 }
 
 Status ClientCore::Delete(const ObjectId& id) {
-  Status s = CheckUsable();
-  if (!s.ok()) return s;
+  if (inert_) return CheckUsable();
   const core::Key key =
       core::MakeKey(core::IdHash(id.data()), region_.header()->obj_num_buckets);
   const core::IdWords idw = core::LoadIdWords(id.data());

@@ -54,6 +54,12 @@ class ClientCore {
   // After fork(), in the child: the core stops touching the store.
   void MarkInert();
 
+  // Unique per ClientCore in this process (never reused, unlike addresses).
+  uint64_t id() const { return id_; }
+  // Puts an idle log record a thread kept (see AcquireRecord) back in the
+  // pool; called when that thread exits.
+  void GiveBackRecord(core::OpRecord* r);
+
  private:
   ClientCore() = default;
   Status Attach(int region_fd, uint64_t region_size);
@@ -76,13 +82,17 @@ class ClientCore {
   // The undo-log records of this client (core/region.h): each running
   // operation takes one (a process-local bitmap of idle ones), and gives it
   // back cleared. More threads in operations at once than records: the
-  // extra ones yield until one is free.
+  // extra ones yield until one is free. Each thread keeps one idle record
+  // of one client for its next operation (a thread-local cache, filled only
+  // while more than kRecordsKeptIdle stay in the pool), so a thread's
+  // operations take and give back a record without a locked instruction.
   // `clean`: the operation cleared every field it set but `op` (abort,
   // delete, free, wait do), so only `op` is reset.
   core::OpRecord* AcquireRecord();
   // A record only if more than `keep_idle` are idle; else nullptr.
   core::OpRecord* TryAcquireRecord(int keep_idle);
   static constexpr int kRecordsKeptFromSleepers = 8;
+  static constexpr int kRecordsKeptIdle = 16;
   void ReleaseRecord(core::OpRecord* rec, bool clean);
   struct RecordGuard {
     enum Kind { kDirty, kClean };
@@ -100,6 +110,7 @@ class ClientCore {
   };
   Status LostBuild(const ObjectId& id) const;
 
+  uint64_t id_ = 0;
   int sock_fd_ = -1;
   bool inert_ = false;
   core::Region region_;

@@ -16,10 +16,7 @@ namespace {
 
 constexpr uint64_t kUsedMask = (uint64_t{1} << kSlotsPerBucket) - 1;
 
-inline uint64_t Mix(uint64_t a, uint64_t b) {
-  __uint128_t r = static_cast<__uint128_t>(a) * b;
-  return static_cast<uint64_t>(r) ^ static_cast<uint64_t>(r >> 64);
-}
+inline uint64_t Mix(uint64_t a, uint64_t b) { return HashMix(a, b); }
 
 inline uint64_t Read8(const uint8_t* p) {
   uint64_t v;
@@ -103,32 +100,6 @@ uint64_t MatchFingerprints(const BucketHeader* bh, uint8_t fp, bool seq_cst) {
   // entry's state instead, which is what its handshake argument needs.
   if (seq_cst) return MatchBytes<true>(bh, fp);
   return MatchBytes<false>(bh, fp) & LoadRelaxed(bh->used);
-}
-
-uint64_t IdHash(const void* id16) {
-  uint64_t a, b;
-  std::memcpy(&a, id16, 8);
-  std::memcpy(&b, static_cast<const uint8_t*>(id16) + 8, 8);
-  const uint64_t h = Mix(a ^ 0xa0761d6478bd642fULL, b ^ 0xe7037ed1a0b428dbULL);
-  return Mix(h ^ 0x8ebc6af09c88c6e3ULL, h ^ 0x589965cc75374cc3ULL);
-}
-
-Key MakeKey(uint64_t hash, uint64_t num_buckets) {
-  Key k;
-  k.hash = hash;
-  const uint64_t mask = num_buckets - 1;
-  k.bucket[0] = hash & mask;
-  k.bucket[1] = (hash >> 32) & mask;
-  if (k.bucket[1] == k.bucket[0]) k.bucket[1] = k.bucket[0] ^ 1;
-  k.fp = static_cast<uint8_t>(hash >> 24);
-  if (k.fp == 0) k.fp = 1;
-  return k;
-}
-
-IdWords LoadIdWords(const uint8_t id[16]) {
-  IdWords w;
-  std::memcpy(w.w, id, 16);
-  return w;
 }
 
 bool ObjectTable::IdMatches(uint32_t slot, uint64_t state,

@@ -16,6 +16,7 @@
 #define GLINT_CORE_OBJECT_TABLE_H_
 
 #include <cstdint>
+#include <cstring>
 #include <string_view>
 
 #include "core/region.h"
@@ -26,8 +27,23 @@ namespace glint::core {
 uint64_t HashBytes(const void* data, size_t len, uint64_t seed);
 
 inline constexpr uint64_t kNameSeed = 0x6e616d65ULL;
+
+// The 128-bit multiply-fold of HashBytes. Inline, with IdHash, MakeKey and
+// LoadIdWords below: every create, get and delete runs them, and as calls
+// into the shared library they cost more than their bodies.
+inline uint64_t HashMix(uint64_t a, uint64_t b) {
+  const __uint128_t r = static_cast<__uint128_t>(a) * b;
+  return static_cast<uint64_t>(r) ^ static_cast<uint64_t>(r >> 64);
+}
+
 // The hash of a 16-byte id (a cheaper special case of the same mixing).
-uint64_t IdHash(const void* id16);
+inline uint64_t IdHash(const void* id16) {
+  uint64_t a, b;
+  std::memcpy(&a, id16, 8);
+  std::memcpy(&b, static_cast<const uint8_t*>(id16) + 8, 8);
+  const uint64_t h = HashMix(a ^ 0xa0761d6478bd642fULL, b ^ 0xe7037ed1a0b428dbULL);
+  return HashMix(h ^ 0x8ebc6af09c88c6e3ULL, h ^ 0x589965cc75374cc3ULL);
+}
 inline uint64_t NameHash(std::string_view name) {
   return HashBytes(name.data(), name.size(), kNameSeed);
 }
@@ -38,12 +54,26 @@ struct Key {
   uint64_t bucket[2] = {0, 0};
   uint8_t fp = 0;
 };
-Key MakeKey(uint64_t hash, uint64_t num_buckets);
+inline Key MakeKey(uint64_t hash, uint64_t num_buckets) {
+  Key k;
+  k.hash = hash;
+  const uint64_t mask = num_buckets - 1;
+  k.bucket[0] = hash & mask;
+  k.bucket[1] = (hash >> 32) & mask;
+  if (k.bucket[1] == k.bucket[0]) k.bucket[1] = k.bucket[0] ^ 1;
+  k.fp = static_cast<uint8_t>(hash >> 24);
+  if (k.fp == 0) k.fp = 1;
+  return k;
+}
 
 struct IdWords {
   uint64_t w[2];
 };
-IdWords LoadIdWords(const uint8_t id[16]);
+inline IdWords LoadIdWords(const uint8_t id[16]) {
+  IdWords w;
+  std::memcpy(w.w, id, 16);
+  return w;
+}
 
 // Bits of the slots (0..55) of bucket `bh` whose fingerprint equals `fp`,
 // possibly with false positives (never false negatives). With seq_cst the

@@ -58,6 +58,22 @@ uint64_t ReadTsc() {
 #endif
 }
 
+TscClock::TscClock(double tsc_per_us) {
+  if (tsc_per_us > 0) {
+    us_per_tick_ = 1.0 / tsc_per_us;
+    window_ticks_ = static_cast<uint64_t>(tsc_per_us * 1e6);  // one second
+  }
+}
+
+int64_t TscClock::Reanchor(uint64_t tsc) {
+  if (window_ticks_ == 0) return CoarseNowMicros();
+  const int64_t now = NowMicros();
+  base_us_.store(now - static_cast<int64_t>(static_cast<double>(tsc) * us_per_tick_),
+                 std::memory_order_relaxed);
+  anchor_tsc_.store(tsc, std::memory_order_release);
+  return now;
+}
+
 double CalibrateTsc() {
 #if defined(__x86_64__)
   const uint64_t t0 = ReadTsc();

@@ -34,6 +34,37 @@ uint64_t ReadTsc();
 // Ticks of ReadTsc() per microsecond, measured over ~20 ms (blocks that long).
 double CalibrateTsc();
 
+// Realtime microseconds derived from time-stamp counter readings, so that
+// a caller who reads the TSC anyway gets the time for a multiply instead of
+// a clock_gettime per call. It re-anchors on CLOCK_REALTIME once a second
+// of ticks has passed (or the TSC went backwards), so the drift between the
+// calibrated rate and the real clock stays within that second's error.
+// Without a TSC rate (tsc_per_us <= 0) every call reads the coarse clock.
+// Thread-safe; process-local.
+class TscClock {
+ public:
+  explicit TscClock(double tsc_per_us);
+  // Microseconds since the epoch at `tsc`, a ReadTsc() taken just now.
+  int64_t MicrosAt(uint64_t tsc) {
+    // Unsigned: a TSC below the anchor wraps to a huge distance.
+    if (tsc - anchor_tsc_.load(std::memory_order_acquire) < window_ticks_) {
+      return base_us_.load(std::memory_order_relaxed) +
+             static_cast<int64_t>(static_cast<double>(tsc) * us_per_tick_);
+    }
+    return Reanchor(tsc);
+  }
+
+ private:
+  int64_t Reanchor(uint64_t tsc);
+  double us_per_tick_ = 0;
+  uint64_t window_ticks_ = 0;  // 0: never anchored (no TSC rate)
+  // now_us - tsc * us_per_tick_ at the anchor. Consecutive anchors differ
+  // only by the clock's drift, so a reader that pairs a new anchor_tsc_
+  // with the previous base_us_ is off by microseconds at most.
+  std::atomic<int64_t> base_us_{0};
+  std::atomic<uint64_t> anchor_tsc_{0};
+};
+
 // Maps `size` bytes of `fd` shared, read-write. populate: MAP_POPULATE.
 Status MapShared(int fd, int64_t size, bool populate, void** out);
 void Unmap(void* addr, int64_t size);

@@ -241,7 +241,7 @@ struct alignas(64) ObjectEntry {
   std::atomic<uint32_t> creator_serial;  // registration serial of the creator
   // Line 1.
   std::atomic<uint64_t> holders[kHolderWords];  // bit per client slot
-  std::atomic<int64_t> create_time_us;  // CLOCK_REALTIME_COARSE at create
+  std::atomic<int64_t> create_time_us;  // realtime at create (from create_tsc)
   std::atomic<uint64_t> create_tsc;     // time-stamp counter at create
   std::atomic<uint64_t> seal_tsc;       // ... and at seal (0: unsealed)
   std::atomic<uint32_t> creator_pid;

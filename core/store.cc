@@ -59,8 +59,9 @@ Status Store::Create(const CreateArgs& a, uint32_t* out_slot, uint64_t* out_gen,
     StoreRelaxed(e->creator_slot, static_cast<uint16_t>(a.client_slot));
     StoreRelaxed(e->name_slot, kNoSlot);
     StoreRelaxed(e->creator_serial, a.client_serial);
-    StoreRelaxed(e->create_time_us, os::CoarseNowMicros());
-    StoreRelaxed(e->create_tsc, os::ReadTsc());
+    const uint64_t tsc = os::ReadTsc();
+    StoreRelaxed(e->create_time_us, clock_.MicrosAt(tsc));
+    StoreRelaxed(e->create_tsc, tsc);
     StoreRelaxed(e->seal_tsc, uint64_t{0});
     StoreRelaxed(e->creator_pid, a.pid);
     // Holder bits left on a free slot by a getter that died between setting
@@ -260,8 +261,10 @@ void Store::FreeBlocks(ObjectEntry* e, OpRecord* rec) {
   const uint32_t isize = LoadRelaxed(e->info_size);
   heap_.Free(LoadRelaxed(e->data_offset), dsize, rec);
   GLINT_CRASH_POINT();
-  heap_.Free(LoadRelaxed(e->info_offset), isize, rec);
-  GLINT_CRASH_POINT();
+  if (isize > 0) {  // most objects have no info block
+    heap_.Free(LoadRelaxed(e->info_offset), isize, rec);
+    GLINT_CRASH_POINT();
+  }
 }
 
 // ---------------------------------------------------------------- abort
@@ -353,7 +356,10 @@ bool Store::Delete(uint32_t slot, uint64_t state, OpRecord* rec) {
     return false;
   }
   GLINT_CRASH_POINT();
-  MaybeFree(slot, rec);
+  // Our CAS left DELETING(gen): no need to load the state again (if a
+  // releaser moved it on since, the CAS to FREEING fails, as it would
+  // after a fresh load).
+  MaybeFreeFrom(slot, MakeState(GenOf(state), kObjDeleting), rec);
   return true;
 }
 
@@ -362,8 +368,11 @@ bool Store::Delete(uint32_t slot, uint64_t state, OpRecord* rec) {
 // recovery to finish (free what is still taken and unreferenced, then
 // FinishFree).
 void Store::MaybeFree(uint32_t slot, OpRecord* rec) {
+  MaybeFreeFrom(slot, LoadSeqCst(r_.entry(slot)->state), rec);
+}
+
+void Store::MaybeFreeFrom(uint32_t slot, uint64_t s, OpRecord* rec) {
   ObjectEntry* e = r_.entry(slot);
-  uint64_t s = LoadSeqCst(e->state);
   if (StateOf(s) != kObjDeleting || AnyHolder(slot)) return;
   StoreRelaxed(rec->obj_slot, slot);
   StoreRelaxed(rec->gen, GenOf(s));

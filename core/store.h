@@ -23,6 +23,7 @@
 
 #include "alloc/heap.h"
 #include "core/object_table.h"
+#include "core/os.h"
 #include "core/region.h"
 #include "glint/status.h"
 
@@ -44,7 +45,8 @@ struct CreateArgs {
 
 class Store {
  public:
-  explicit Store(const Region& r) : r_(r), table_(r), heap_(r) {}
+  explicit Store(const Region& r)
+      : r_(r), table_(r), heap_(r), clock_(r.header()->tsc_per_us) {}
 
   const Region& region() const { return r_; }
   ObjectTable& table() { return table_; }
@@ -86,6 +88,9 @@ class Store {
   // Frees `slot` if it is DELETING and holder-free; exactly one caller wins.
   // `rec`: the caller's idle log record (kOpNone again after).
   void MaybeFree(uint32_t slot, OpRecord* rec);
+  // MaybeFree with the entry's state `s` already known (SeqCst-loaded, or
+  // the value of the caller's own SeqCst CAS).
+  void MaybeFreeFrom(uint32_t slot, uint64_t s, OpRecord* rec);
   // The tail of a free, once the blocks are freed: FREEING(gen) ->
   // EMPTY(gen), name and slot given back. Recovery runs it too.
   void FinishFree(uint32_t slot, uint64_t gen);
@@ -119,6 +124,7 @@ class Store {
   Region r_;
   ObjectTable table_;
   alloc::Heap heap_;
+  os::TscClock clock_;  // create_time_us from the create's TSC reading
 };
 
 }  // namespace glint::core

@@ -483,5 +483,52 @@ TEST_F(ThreadsTest, InspectionDuringChurn) {
   EXPECT_TRUE(StoreBecomesEmpty(client_.get()));
 }
 
+// Each thread keeps one idle log record of one client between operations
+// (ClientCore::AcquireRecord). Short-lived threads give theirs back when
+// they exit, a thread may alternate between clients, and a client
+// destroyed and connected again in the same thread starts afresh.
+TEST_F(ThreadsTest, PerThreadLogRecordsComeAndGo) {
+  Failures fail;
+  auto cycle = [&](Client* c, const ObjectId& id) {
+    MutableBuffer mb;
+    Status s = c->BuildObject(id, 64, &mb);
+    if (!s.ok()) return fail.Add("build: " + s.ToString());
+    s = mb.Seal();
+    if (!s.ok()) return fail.Add("seal: " + s.ToString());
+    Buffer b;
+    s = c->GetObject(id, &b, 0);
+    if (!s.ok()) return fail.Add("get: " + s.ToString());
+    b.Release();
+    s = c->Delete(id);
+    if (!s.ok()) return fail.Add("delete: " + s.ToString());
+  };
+  // Many more short-lived threads than a client has records, 8 at a time.
+  for (int round = 0; round < 25; ++round) {
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 8; ++t) {
+      threads.emplace_back([&, round, t] {
+        for (int i = 0; i < 4; ++i) cycle(client_.get(), MakeId(0x7ec0 + round * 8 + t, i));
+      });
+    }
+    for (auto& th : threads) th.join();
+  }
+  // One thread, two clients, alternately.
+  std::unique_ptr<Client> other;
+  ASSERT_TRUE(Connect(&other));
+  for (int i = 0; i < 100; ++i) {
+    cycle(i % 2 ? other.get() : client_.get(), MakeId(0x7ec1, i));
+  }
+  // The second client goes while this thread may hold one of its records;
+  // a new one in its place works.
+  other.reset();
+  ASSERT_TRUE(Connect(&other));
+  for (int i = 0; i < 100; ++i) cycle(other.get(), MakeId(0x7ec2, i));
+  std::thread late([&] { for (int i = 0; i < 10; ++i) cycle(other.get(), MakeId(0x7ec3, i)); });
+  late.join();
+  other.reset();
+  EXPECT_EQ(fail.count.load(), 0);
+  EXPECT_TRUE(StoreBecomesEmpty(client_.get()));
+}
+
 }  // namespace
 }  // namespace glint::testing
