@@ -479,6 +479,17 @@ TEST(MonitorCrashTest, KilledMidRecoveryAndRestarted) {
           return "started";
         },
         &answer);
+    // A failed assertion below leaves the round early: the paused monitor
+    // must not outlive it (ctest would wait for it until its timeout).
+    struct KillUnlessReaped {
+      pid_t pid;
+      ~KillUnlessReaped() {
+        if (pid > 0) {
+          kill(pid, SIGKILL);
+          waitpid(pid, nullptr, 0);
+        }
+      }
+    } monitor_child{mon};
     ASSERT_EQ(answer, "started");
     std::unique_ptr<Client> c;
     GLINT_ASSERT_OK(Client::Connect(o.socket_path, &c));
@@ -514,6 +525,7 @@ TEST(MonitorCrashTest, KilledMidRecoveryAndRestarted) {
     ASSERT_TRUE(WaitUntil([&] {
       if (waitpid(mon, &st, WNOHANG) == mon) {
         monitor_died = true;
+        monitor_child.pid = 0;  // reaped: its pid may be reused
         return true;
       }
       return others_free();
@@ -541,6 +553,7 @@ TEST(MonitorCrashTest, KilledMidRecoveryAndRestarted) {
       // re-attaches the region remove it on the way out.
       kill(mon, SIGKILL);
       waitpid(mon, nullptr, 0);
+      monitor_child.pid = 0;
       GLINT_EXPECT_OK(Monitor::Start(o, &again));
     }
     again.reset();  // unlinks the region
