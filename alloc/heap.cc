@@ -286,7 +286,7 @@ bool Heap::NewSpan(uint32_t cls, AllocHints* hints, uint64_t* offset,
           StoreRelease(rec->touch, 0u);
           core::ClearBlockRef(rec->cand_pages);
         }
-        r_.class_hints(cls)[span_idx / 64].fetch_or(
+        HintWord(cls, span_idx).fetch_or(
             uint64_t{1} << (span_idx % 64), std::memory_order_acq_rel);
         hints->cur_span[cls].store(static_cast<uint32_t>(span_idx),
                                    std::memory_order_relaxed);
@@ -323,7 +323,7 @@ void Heap::FreeSmall(uint64_t offset, uint32_t cls, OpRecord* rec) {
   if (rec != nullptr) StoreRelease(rec->touch, 0u);
   const uint32_t prev_count = SpanCountOf(prev);
   if (prev_count == BlocksPerSpan(cls)) {
-    r_.class_hints(cls)[span_idx / 64].fetch_or(
+    HintWord(cls, span_idx).fetch_or(
         uint64_t{1} << (span_idx % 64), std::memory_order_acq_rel);
   }
 }
@@ -368,7 +368,7 @@ bool Heap::RetireSpan(uint64_t span_idx, uint64_t state, OpRecord* rec) {
 void Heap::ClearSpan(uint64_t span_idx, uint32_t cls) {
   SpanMeta* sp = r_.span(span_idx);
   for (auto& b : sp->bits) b.store(0, std::memory_order_relaxed);
-  r_.class_hints(cls)[span_idx / 64].fetch_and(~(uint64_t{1} << (span_idx % 64)),
+  HintWord(cls, span_idx).fetch_and(~(uint64_t{1} << (span_idx % 64)),
                                                 std::memory_order_acq_rel);
   const uint64_t frees = core::SpanFreesOf(LoadRelaxed(sp->state));
   sp->state.store(MakeSpanState(0, 0, core::kSpanFree, frees),
@@ -504,7 +504,7 @@ bool Heap::RecoverBlock(uint64_t offset, uint32_t cls, uint64_t expect) {
   const uint64_t block = (offset % kSpanSize) / ClassSize(cls);
   sp->bits[block / 64].fetch_and(~(uint64_t{1} << (block % 64)),
                                  std::memory_order_release);
-  r_.class_hints(cls)[span_idx / 64].fetch_or(uint64_t{1} << (span_idx % 64),
+  HintWord(cls, span_idx).fetch_or(uint64_t{1} << (span_idx % 64),
                                                std::memory_order_acq_rel);
   return true;
 }
@@ -549,7 +549,7 @@ void Heap::RebuildHints() {
     if (SpanKindOf(s) != core::kSpanActive) continue;
     const uint32_t cls = SpanClassOf(s);
     if (SpanCountOf(s) < BlocksPerSpan(cls)) {
-      r_.class_hints(cls)[i / 64].fetch_or(uint64_t{1} << (i % 64),
+      HintWord(cls, i).fetch_or(uint64_t{1} << (i % 64),
                                            std::memory_order_acq_rel);
     }
   }

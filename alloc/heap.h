@@ -27,10 +27,10 @@ namespace glint::alloc {
 inline constexpr uint64_t kMaxSmallSize = 16 * 1024;
 
 // The size classes: 64 B steps up to 1 KiB (classes 0..15), then four
-// classes per power of two up to 16 KiB (16..31). The fast paths read them
-// from tables (no division by a variable); the formulas stay for classes
-// out of range, which only a corrupt span state yields (recovery and the
-// checker must not index a table with it).
+// classes per power of two up to 16 KiB (16..31), read from tables (no
+// division by a variable). A class out of range, which only a damaged span
+// state holds, reads as one block of a whole span: defined values, no
+// division by zero, no table read out of bounds (the checker reports it).
 constexpr uint64_t ClassSizeFormula(uint32_t cls) {
   if (cls < 16) return uint64_t{64} * (cls + 1);
   const uint32_t e = 10 + (cls - 16) / 4;
@@ -67,14 +67,11 @@ inline uint32_t SizeClassOf(uint64_t size) {
 }
 // Bytes of a block of class `cls`.
 inline uint64_t ClassSize(uint32_t cls) {
-  return cls < core::kNumSizeClasses ? internal::kClassTables.size[cls]
-                                     : ClassSizeFormula(cls);
+  return cls < core::kNumSizeClasses ? internal::kClassTables.size[cls] : core::kSpanSize;
 }
 // Blocks of class `cls` in one span.
 inline uint32_t BlocksPerSpan(uint32_t cls) {
-  return cls < core::kNumSizeClasses
-             ? internal::kClassTables.blocks[cls]
-             : static_cast<uint32_t>(core::kSpanSize / ClassSizeFormula(cls));
+  return cls < core::kNumSizeClasses ? internal::kClassTables.blocks[cls] : 1;
 }
 // The block of class `cls` (< kNumSizeClasses) holding `offset_in_span`
 // (< kSpanSize), without a division.
@@ -146,6 +143,13 @@ class Heap {
   uint64_t BytesInUseByScan() const;
 
  private:
+  // The class-hint word of span `span` for class `cls`. A class out of range
+  // (a damaged span state) gets a process-local word of no one's, so that
+  // nothing outside the hint table is ever written.
+  std::atomic<uint64_t>& HintWord(uint32_t cls, uint64_t span) const {
+    static std::atomic<uint64_t> sink{0};
+    return cls < core::kNumSizeClasses ? r_.class_hints(cls)[span / 64] : sink;
+  }
   bool AllocSmall(uint32_t cls, AllocHints* hints, uint64_t* offset,
                   core::OpRecord* rec);
   [[gnu::noinline]] bool AllocSmallSlow(uint32_t cls, AllocHints* hints,
