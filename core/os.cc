@@ -59,19 +59,27 @@ uint64_t ReadTsc() {
 }
 
 TscClock::TscClock(double tsc_per_us) {
-  if (tsc_per_us > 0) {
+  if (tsc_per_us > 0 && tsc_per_us < 1e5) {  // Region::Validate's range
     us_per_tick_ = 1.0 / tsc_per_us;
     window_ticks_ = static_cast<uint64_t>(tsc_per_us * 1e6);  // one second
+    // Anchored from the start: a TSC that is still below one second of
+    // ticks (a VM just booted) must not read as seconds after 1970.
+    Reanchor(ReadTsc());
   }
 }
 
+// The anchor is a fresh pair (TSC now, realtime now), never the caller's
+// reading: that one may be stale (its thread was preempted after reading
+// it), and pairing it with "now" would stamp every create until the next
+// anchor that much too late. The caller's reading is converted against it.
 int64_t TscClock::Reanchor(uint64_t tsc) {
   if (window_ticks_ == 0) return CoarseNowMicros();
+  const uint64_t anchor = ReadTsc();
   const int64_t now = NowMicros();
-  base_us_.store(now - static_cast<int64_t>(static_cast<double>(tsc) * us_per_tick_),
-                 std::memory_order_relaxed);
-  anchor_tsc_.store(tsc, std::memory_order_release);
-  return now;
+  const int64_t base = now - static_cast<int64_t>(static_cast<double>(anchor) * us_per_tick_);
+  base_us_.store(base, std::memory_order_relaxed);
+  anchor_tsc_.store(anchor, std::memory_order_release);
+  return base + static_cast<int64_t>(static_cast<double>(tsc) * us_per_tick_);
 }
 
 double CalibrateTsc() {

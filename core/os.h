@@ -44,7 +44,8 @@ double CalibrateTsc();
 class TscClock {
  public:
   explicit TscClock(double tsc_per_us);
-  // Microseconds since the epoch at `tsc`, a ReadTsc() taken just now.
+  // Microseconds since the epoch at `tsc`, a ReadTsc() reading (normally
+  // just taken; an older one is converted, never taken for now).
   int64_t MicrosAt(uint64_t tsc) {
     // Unsigned: a TSC below the anchor wraps to a huge distance.
     if (tsc - anchor_tsc_.load(std::memory_order_acquire) < window_ticks_) {

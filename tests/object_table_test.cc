@@ -9,6 +9,9 @@
 
 #include <algorithm>
 #include <bit>
+#include <cstdlib>
+#include <thread>
+#include <chrono>
 #include <limits>
 #include <cstring>
 #include <memory>
@@ -18,6 +21,7 @@
 #include <vector>
 
 #include "core/object_table.h"
+#include "core/os.h"
 #include "core/region.h"
 #include "tests/test_region.h"
 #include "tests/test_util.h"
@@ -369,6 +373,30 @@ TEST_F(TableTest, ClaimPrefersTheEmptierBucket) {
   }
   EXPECT_EQ(in_bucket[0], 20);
   EXPECT_EQ(in_bucket[1], 20);
+}
+
+// ================================================================ TscClock
+
+// Found in review: a TSC still below one second of ticks (a VM just
+// booted) read as seconds after 1970, and a stale reading that re-anchored
+// the clock stamped every later create that much too late.
+TEST(TscClockTest, TimesAreRealtimeForEarlyAndStaleReadings) {
+  const double rate = os::CalibrateTsc();
+  ASSERT_GT(rate, 0);
+  constexpr int64_t k2020 = int64_t{1577836800} * 1000000;  // 2020-01-01, in us
+  {
+    os::TscClock clock(rate);
+    EXPECT_GT(clock.MicrosAt(1000), k2020) << "an early TSC reading read as 1970";
+  }
+  const uint64_t stale = os::ReadTsc();
+  os::TscClock clock(rate);  // anchored after `stale` was read
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  const int64_t at_stale = clock.MicrosAt(stale);
+  const int64_t real_now = os::NowMicros();
+  EXPECT_LT(at_stale, real_now - 40000) << "a stale reading was taken for now";
+  const int64_t now = clock.MicrosAt(os::ReadTsc());
+  EXPECT_LT(std::abs(now - os::NowMicros()), 10000) << "later readings are off by "
+                                                    << now - os::NowMicros() << " us";
 }
 
 }  // namespace
