@@ -159,4 +159,6 @@ const uint8_t* Client::region_base() const { return core_->base(); }
 int64_t Client::region_size() const { return core_->size(); }
 int Client::client_slot() const { return static_cast<int>(core_->slot()); }
 
+int Client::idle_log_records() const { return core_->idle_records(); }
+
 }  // namespace glint

@@ -64,9 +64,13 @@ struct RecordCache {
   uint64_t core_id;
   core::OpRecord* rec;
   bool exit_hook;  // t_record_returner is registered for this thread
+  // t_record_returner has run: the thread is exiting, and an operation
+  // made from a later thread_local destructor must not cache its record
+  // (nothing would give it back).
+  bool exited;
 };
 __attribute__((tls_model("initial-exec"))) constinit thread_local RecordCache
-    t_record_cache = {0, nullptr, false};
+    t_record_cache = {0, nullptr, false, false};
 
 // Gives the thread's cached record back to its client when the thread
 // exits, if that client still exists (else the record went with it).
@@ -106,6 +110,7 @@ void Unregister(ClientCore* c) {
 
 RecordReturner::~RecordReturner() {
   RecordCache& tc = t_record_cache;
+  tc.exited = true;
   if (tc.rec == nullptr) return;
   std::lock_guard<std::mutex> l(g_cores_mu);
   if (g_cores != nullptr) {
@@ -362,18 +367,19 @@ Status ClientCore::Attach(int region_fd, uint64_t region_size) {
 
 ClientCore::~ClientCore() {
   Unregister(this);
-  // This thread's cached record, if ours, goes back to the pool (other
-  // threads' cached records of ours are dropped when they exit).
-  if (t_record_cache.rec != nullptr && t_record_cache.core_id == id_) {
-    GiveBackRecord(t_record_cache.rec);
-    t_record_cache.rec = nullptr;
-  }
   if (!inert_ && store_ != nullptr) {
     // Give back every reference and abort every build at once, so the store
     // is whole when the destructor returns; the monitor repeats this (a
     // no-op then) when it sees the socket close.
     RecordGuard g(this, RecordGuard::kClean);
     store_->ReleaseClient(slot_, g.rec);
+  }
+  // This thread's cached record, if ours (ReleaseClient's just above
+  // included), goes back, so the thread can cache one of its next client.
+  // Other threads' cached records of ours are dropped when they exit.
+  if (t_record_cache.rec != nullptr && t_record_cache.core_id == id_) {
+    GiveBackRecord(t_record_cache.rec);
+    t_record_cache.rec = nullptr;
   }
   if (sock_fd_ >= 0) {
     if (!inert_) {
@@ -434,7 +440,7 @@ void ClientCore::ReleaseRecord(core::OpRecord* r, bool clean) {
   // (sleeping getters and other threads always find kRecordsKeptIdle);
   // a cache holding nothing may change clients.
   RecordCache& tc = t_record_cache;
-  if (tc.rec == nullptr &&
+  if (tc.rec == nullptr && !tc.exited &&
       std::popcount(idle_records_.load(std::memory_order_relaxed)) >= kRecordsKeptIdle) {
     if (!tc.exit_hook) {
       // Registers the thread-exit destructor (the first access of a

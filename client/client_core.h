@@ -9,6 +9,7 @@
 #define GLINT_CLIENT_CLIENT_CORE_H_
 
 #include <atomic>
+#include <bit>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -50,6 +51,9 @@ class ClientCore {
   const uint8_t* base() const { return region_.base(); }
   int64_t size() const { return static_cast<int64_t>(region_.size()); }
   uint32_t slot() const { return slot_; }
+  int idle_records() const {
+    return std::popcount(idle_records_.load(std::memory_order_relaxed));
+  }
 
   // After fork(), in the child: the core stops touching the store.
   void MarkInert();

@@ -530,5 +530,50 @@ TEST_F(ThreadsTest, PerThreadLogRecordsComeAndGo) {
   EXPECT_TRUE(StoreBecomesEmpty(client_.get()));
 }
 
+// Found in review: each thread whose thread_local destructor, running
+// after glint's thread-exit hook, made an operation kept that record for
+// good (up to 14 of a client's 30); and a thread that destroyed a Client
+// kept the dying client's record and never cached one again.
+struct LateOp {
+  Client* client = nullptr;
+  ObjectId id;
+  ~LateOp() {
+    if (client == nullptr) return;
+    MutableBuffer mb;
+    if (client->BuildObject(id, 8, &mb).ok() && mb.Seal().ok()) (void)client->Delete(id);
+  }
+};
+thread_local LateOp t_late_op;
+
+TEST_F(ThreadsTest, LogRecordsComeBackFromExitingThreadsAndDestroyedClients) {
+  auto cycle = [](Client* c, const ObjectId& id) {
+    MutableBuffer mb;
+    GLINT_ASSERT_OK(c->BuildObject(id, 8, &mb));
+    GLINT_ASSERT_OK(mb.Seal());
+    GLINT_ASSERT_OK(c->Delete(id));
+  };
+  for (int i = 0; i < 20; ++i) {
+    std::thread t([&, i] {
+      t_late_op.client = client_.get();  // built before the exit hook
+      t_late_op.id = MakeId(0x1a7e, 1000 + i);
+      cycle(client_.get(), MakeId(0x1a7e, i));
+    });
+    t.join();
+  }
+  EXPECT_EQ(client_->idle_log_records(), 30) << "records kept by threads that exited";
+
+  std::unique_ptr<Client> a, b;
+  ASSERT_TRUE(Connect(&a));
+  ASSERT_TRUE(Connect(&b));
+  std::thread t([&] {
+    cycle(a.get(), MakeId(0x1a7f, 1));
+    a.reset();  // this thread's cache must be free for the next client
+    cycle(b.get(), MakeId(0x1a7f, 2));
+    EXPECT_EQ(b->idle_log_records(), 29) << "the thread no longer caches a record";
+  });
+  t.join();
+  EXPECT_EQ(b->idle_log_records(), 30);
+}
+
 }  // namespace
 }  // namespace glint::testing

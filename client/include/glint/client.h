@@ -250,6 +250,9 @@ class Client {
   int64_t region_size() const;
   // This client's slot in the store's client table.
   int client_slot() const;
+  // Undo-log records idle in this client's pool (30 in all; each thread
+  // may also keep one idle record of its own, not counted here).
+  int idle_log_records() const;
 
  private:
   Client() = default;
