@@ -191,15 +191,13 @@ bool Heap::AllocInSpan(uint64_t span_idx, uint32_t cls, AllocHints* hints,
 }
 
 // Where a block of class `cls` comes from, in order: the span this client
-// used last; a partly used span this client started; a new span of its own;
-// any partly used span. Clients thus keep to spans of their own (two clients
-// sharing one span fight over its state and bitmap lines: 3.5 M cycles/s
-// from two processes instead of 9.7 M), yet take others' room before
-// failing.
+// used last (Allocate tries it before calling here); a partly used span
+// this client started; a new span of its own; any partly used span. Clients
+// thus keep to spans of their own (two clients sharing one span fight over
+// its state and bitmap lines: 3.5 M cycles/s from two processes instead of
+// 9.7 M), yet take others' room before failing.
 bool Heap::AllocSmall(uint32_t cls, AllocHints* hints, uint64_t* offset,
                       OpRecord* rec) {
-  const uint32_t cur = LoadRelaxed(hints->cur_span[cls]);
-  if (cur != UINT32_MAX && AllocInSpan(cur, cls, hints, offset, rec)) return true;
   return AllocFromHinted(cls, hints, /*own_only=*/true, offset, rec) ||
          NewSpan(cls, hints, offset, rec) ||
          AllocFromHinted(cls, hints, /*own_only=*/false, offset, rec);

@@ -150,6 +150,7 @@ class Heap {
     static std::atomic<uint64_t> sink{0};
     return cls < core::kNumSizeClasses ? r_.class_hints(cls)[span / 64] : sink;
   }
+  // A block of class `cls` from any span but the client's current one.
   bool AllocSmall(uint32_t cls, AllocHints* hints, uint64_t* offset,
                   core::OpRecord* rec);
   [[gnu::noinline]] bool AllocSmallSlow(uint32_t cls, AllocHints* hints,
