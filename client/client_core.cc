@@ -400,11 +400,7 @@ core::OpRecord* ClientCore::AcquireRecord() {
     return r;
   }
   uint64_t v = idle_records_.load(std::memory_order_relaxed);
-  if (v != 0 && idle_records_.compare_exchange_strong(v, v & (v - 1),
-                                                      std::memory_order_acquire)) {
-    return records_ + std::countr_zero(v);  // the common case: one CAS
-  }
-  for (uint32_t spins = 0;; ++spins) {
+  for (uint32_t spins = 0;; ++spins) {  // usually one CAS, no spin
     if (v == 0) {
       BusyWait(spins);
       v = idle_records_.load(std::memory_order_relaxed);

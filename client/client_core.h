@@ -88,7 +88,7 @@ class ClientCore {
   // back cleared. More threads in operations at once than records: the
   // extra ones yield until one is free. Each thread keeps one idle record
   // of one client for its next operation (a thread-local cache, filled only
-  // while more than kRecordsKeptIdle stay in the pool), so a thread's
+  // while kRecordsKeptIdle or more stay in the pool), so a thread's
   // operations take and give back a record without a locked instruction.
   // `clean`: the operation cleared every field it set but `op` (abort,
   // delete, free, wait do), so only `op` is reset.
