@@ -16,8 +16,6 @@ namespace {
 
 constexpr uint64_t kUsedMask = (uint64_t{1} << kSlotsPerBucket) - 1;
 
-inline uint64_t Mix(uint64_t a, uint64_t b) { return HashMix(a, b); }
-
 inline uint64_t Read8(const uint8_t* p) {
   uint64_t v;
   std::memcpy(&v, p, 8);
@@ -31,10 +29,10 @@ uint64_t HashBytes(const void* data, size_t len, uint64_t seed) {
   constexpr uint64_t k1 = 0xe7037ed1a0b428dbULL;
   constexpr uint64_t k2 = 0x8ebc6af09c88c6e3ULL;
   const uint8_t* p = static_cast<const uint8_t*>(data);
-  uint64_t h = seed ^ Mix(seed ^ k0, len ^ k1);
+  uint64_t h = seed ^ HashMix(seed ^ k0, len ^ k1);
   size_t i = 0;
   for (; i + 16 <= len; i += 16) {
-    h = Mix(Read8(p + i) ^ k1 ^ h, Read8(p + i + 8) ^ k2);
+    h = HashMix(Read8(p + i) ^ k1 ^ h, Read8(p + i + 8) ^ k2);
   }
   uint64_t a = 0, b = 0;
   const size_t rest = len - i;
@@ -44,8 +42,8 @@ uint64_t HashBytes(const void* data, size_t len, uint64_t seed) {
     a = Read8(tail);
     b = Read8(tail + 8);
   }
-  h = Mix(a ^ k1 ^ h, b ^ k2 ^ rest);
-  return Mix(h ^ k0, h ^ k2);
+  h = HashMix(a ^ k1 ^ h, b ^ k2 ^ rest);
+  return HashMix(h ^ k0, h ^ k2);
 }
 
 namespace {
