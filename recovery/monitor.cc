@@ -107,6 +107,8 @@ class MonitorImpl {
   Status AttachRegion();
   void RecoverClients();
   Status CheckRecovered();
+  Status Refuse(StatusCode code, const std::string& problem) const;
+  Status RefuseIfDamaged(bool quiescent, const std::string& when) const;
   void RequestHugepages();
   Status CreateSocket();
   Status CreateRing();
@@ -427,13 +429,32 @@ Status MonitorImpl::FillNewRegion(const std::string& tmp,
   return Status::OK();
 }
 
+// A region file that cannot be served: never replaced, never wiped.
+Status MonitorImpl::Refuse(StatusCode code, const std::string& problem) const {
+  return Status(code, "the region file " + region_path_ + " " + problem +
+                          "; refusing to serve or replace it (delete it to start "
+                          "an empty store on " +
+                          options_.socket_path + ")");
+}
+
+// Runs the checker over the attached region; a damaged one is refused,
+// with its first problems (`glint check` lists them all).
+Status MonitorImpl::RefuseIfDamaged(bool quiescent, const std::string& when) const {
+  const core::CheckReport rep = core::CheckRegion(core::Region(base_, size_), quiescent);
+  if (rep.ok()) return Status::OK();
+  std::string first;
+  for (size_t i = 0; i < rep.problems.size() && i < 3; ++i) {
+    first += (i ? "; " : "") + rep.problems[i];
+  }
+  return Refuse(StatusCode::kCorrupt, "is corrupt" + when + " (" +
+                                          std::to_string(rep.problems.size()) +
+                                          " problem(s): " + first + ")");
+}
+
 Status MonitorImpl::AttachRegion() {
   const std::string& path = region_path_;
   auto refuse = [&](StatusCode code, const std::string& problem) {
-    return Status(code, "the region file " + path + " exists but " + problem +
-                            "; refusing to re-attach or replace it (delete it "
-                            "to start an empty store on " +
-                            options_.socket_path + ")");
+    return Refuse(code, "exists but " + problem);
   };
   region_fd_ = open(path.c_str(), O_RDWR | O_CLOEXEC | O_NOFOLLOW);
   if (region_fd_ < 0 && errno == ELOOP) {
@@ -469,19 +490,8 @@ Status MonitorImpl::AttachRegion() {
   // Recovery writes to the region on the word of what it reads: a region
   // whose contents are corrupt (not merely left mid-operation by clients
   // that may still run) is refused before anything is written to it.
-  {
-    const core::CheckReport rep =
-        core::CheckRegion(core::Region(base_, size_), /*quiescent=*/false);
-    if (!rep.ok()) {
-      std::string first;
-      for (size_t i = 0; i < rep.problems.size() && i < 3; ++i) {
-        first += (i ? "; " : "") + rep.problems[i];
-      }
-      return refuse(StatusCode::kCorrupt,
-                    "is corrupt (" + std::to_string(rep.problems.size()) +
-                        " problem(s), `glint check` lists them: " + first + ")");
-    }
-  }
+  s = RefuseIfDamaged(/*quiescent=*/false, "");
+  if (!s.ok()) return s;
   core::RegionHeader* h = reinterpret_cast<core::RegionHeader*>(base_);
   Log("re-attached the existing region " + path + " (capacity " +
       std::to_string(h->heap_size) + " bytes, max-objects " +
@@ -598,19 +608,7 @@ void MonitorImpl::RecoverClients() {
 // fails them is refused, as a corrupt one is before recovery.
 Status MonitorImpl::CheckRecovered() {
   if (clients_.load() != 0) return Status::OK();
-  const core::CheckReport rep =
-      core::CheckRegion(core::Region(base_, size_), /*quiescent=*/true);
-  if (rep.ok()) return Status::OK();
-  std::string first;
-  for (size_t i = 0; i < rep.problems.size() && i < 3; ++i) {
-    first += (i ? "; " : "") + rep.problems[i];
-  }
-  return Status(StatusCode::kCorrupt,
-                "the region file " + region_path_ +
-                    " is corrupt: with every client recovered it still has " +
-                    std::to_string(rep.problems.size()) + " problem(s) (" + first +
-                    "); refusing to serve it (delete it to start an empty store on " +
-                    options_.socket_path + ")");
+  return RefuseIfDamaged(/*quiescent=*/true, " with every client recovered");
 }
 
 // Shared memory gets huge pages through shmem THP: "always" and
