@@ -32,39 +32,6 @@ namespace {
 using core::g_crash_countdown;
 using core::g_crash_steps;
 
-// Forks a process that runs `setup`, sends its answer back through a pipe
-// and then pauses until the test kills it. An empty answer means setup
-// failed (the child exits). Returns the child's pid; *answer gets the
-// answer ("" if the child died first).
-pid_t ForkAndPause(const std::function<std::string()>& setup, std::string* answer) {
-  int ready[2];
-  if (pipe(ready) != 0) return -1;
-  const pid_t pid = fork();
-  if (pid == 0) {
-    close(ready[0]);
-    const std::string a = setup();
-    if (a.empty()) _exit(3);
-    (void)!write(ready[1], a.data(), a.size());
-    for (;;) pause();
-  }
-  close(ready[1]);
-  char buf[512];
-  const ssize_t n = read(ready[0], buf, sizeof(buf));
-  close(ready[0]);
-  answer->assign(buf, n > 0 ? static_cast<size_t>(n) : 0);
-  return pid;
-}
-
-// True when every client slot but `mine` is free (recovery is done).
-bool OtherClientsFree(const core::Region& r, int mine) {
-  for (uint32_t c = 0; c < r.header()->max_clients; ++c) {
-    if (static_cast<int>(c) != mine && r.client(c)->state.load() != core::kClientFree) {
-      return false;
-    }
-  }
-  return true;
-}
-
 class CrashTest : public ::testing::Test {
  protected:
   void SetUp() override {

@@ -37,24 +37,22 @@ std::string RegionPathFor(const StoreOptions& o) {
 // Starts a store with one connected client in a forked child and kills it
 // (SIGKILL): returns the region file it leaves ("" on failure).
 std::string KilledStoreRegion(const StoreOptions& o) {
-  int ready[2];
-  if (pipe(ready) != 0) return "";
-  const pid_t store = fork();
-  if (store == 0) {
-    std::unique_ptr<Monitor> m;
-    std::unique_ptr<Client> c;
-    if (!Monitor::Start(o, &m).ok() || !Client::Connect(o.socket_path, &c).ok()) _exit(3);
-    const std::string r = m->region_path();
-    (void)!write(ready[1], r.data(), r.size());
-    for (;;) pause();
+  std::unique_ptr<Monitor> m;  // the child's
+  std::unique_ptr<Client> c;
+  std::string region;
+  const pid_t store = ForkAndPause(
+      [&]() -> std::string {
+        if (!Monitor::Start(o, &m).ok() || !Client::Connect(o.socket_path, &c).ok()) {
+          return "";
+        }
+        return m->region_path();
+      },
+      &region);
+  if (store > 0) {
+    kill(store, SIGKILL);
+    waitpid(store, nullptr, 0);
   }
-  close(ready[1]);
-  char buf[256];
-  const ssize_t n = read(ready[0], buf, sizeof(buf));
-  close(ready[0]);
-  kill(store, SIGKILL);
-  waitpid(store, nullptr, 0);
-  return n > 0 ? std::string(buf, static_cast<size_t>(n)) : std::string();
+  return region;
 }
 
 TEST(StoreFilesTest, SocketPathThatIsARegularFileIsNeverReplaced) {
@@ -222,11 +220,7 @@ TEST(StoreFilesTest, DeadClientWhosePidNowNamesAThreadIsRecovered) {
   GLINT_ASSERT_OK(Client::Connect(o.socket_path, &c));
   const core::Region r(const_cast<uint8_t*>(c->region_base()),
                        static_cast<uint64_t>(c->region_size()));
-  for (uint32_t i = 0; i < r.header()->max_clients; ++i) {
-    if (static_cast<int>(i) == c->client_slot()) continue;
-    EXPECT_EQ(r.client(i)->state.load(), core::kClientFree)
-        << "client slot " << i << " was not recovered";
-  }
+  EXPECT_TRUE(OtherClientsFree(r, c->client_slot())) << "the dead client was not recovered";
 }
 
 }  // namespace
