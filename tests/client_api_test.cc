@@ -1571,6 +1571,16 @@ TEST_F(ClientApiTest, GetObjectsBatch) {
 
 using ClientApiThreadsTest = StoreTest;
 
+// A getter in its own thread, waiting without a timeout for `id`: its
+// answer goes to *st, then it counts itself in *done.
+std::thread GetInThread(Client* c, const ObjectId& id, Status* st, std::atomic<int>* done) {
+  return std::thread([=] {
+    Buffer b;
+    *st = c->GetObject(id, &b, -1);
+    done->fetch_add(1);
+  });
+}
+
 // Waiters here wait without a timeout: a getter that sleeps through its
 // wake-up would otherwise still succeed, late, at its deadline. AllWoken
 // reports such a lost wake-up (and rescues the sleeper).
@@ -1583,11 +1593,7 @@ TEST_F(ClientApiThreadsTest, WaiterGetsAbortedWhenBuilderAborts) {
   std::atomic<int> done{0};
   std::unique_ptr<Client> other;
   ASSERT_TRUE(Connect(&other));
-  std::thread t1([&] {
-    Buffer b;
-    by_id = client_->GetObject(id, &b, -1);
-    done.fetch_add(1);
-  });
+  std::thread t1 = GetInThread(client_.get(), id, &by_id, &done);
   std::thread t2([&] {
     Buffer b;
     by_name = other->GetObjectByName(name, &b, -1);
@@ -1613,11 +1619,7 @@ TEST_F(ClientApiThreadsTest, WaiterGetsAbortedWhenBuildingBufferIsDropped) {
   GLINT_ASSERT_OK(client_->BuildObject(id, 100, mb.get()));
   Status st;
   std::atomic<int> done{0};
-  std::thread t([&] {
-    Buffer b;
-    st = client_->GetObject(id, &b, -1);
-    done.fetch_add(1);
-  });
+  std::thread t = GetInThread(client_.get(), id, &st, &done);
   EXPECT_TRUE(WaitForSleepers(client_.get(), IdWaitHash(id)));
   mb.reset();
   EXPECT_TRUE(AllWoken(done, 1, client_.get()));
@@ -1633,11 +1635,7 @@ TEST_F(ClientApiThreadsTest, MovedBuildingBufferWakesWaitersOnSeal) {
   GLINT_ASSERT_OK(client_->BuildObject(id, 100, &first));
   Status st;
   std::atomic<int> done{0};
-  std::thread t([&] {
-    Buffer b;
-    st = client_->GetObject(id, &b, -1);
-    done.fetch_add(1);
-  });
+  std::thread t = GetInThread(client_.get(), id, &st, &done);
   EXPECT_TRUE(WaitForSleepers(client_.get(), IdWaitHash(id)));
   MutableBuffer second(std::move(first));  // move construction
   MutableBuffer third;
