@@ -50,11 +50,7 @@ constexpr int kMutables = 3;
 constexpr int kHeld = 4;
 constexpr int kMaxOps = 48;
 
-glint::ObjectId Id(int i) {
-  char b[16] = {'c', 'r', 'a', 's', 'h'};
-  b[15] = static_cast<char>(i);
-  return glint::ObjectId::FromBinary(std::string_view(b, 16));
-}
+glint::ObjectId Id(int i) { return glint::fuzz::PoolId("crash", i); }
 
 const char* const kNames[] = {"", "alpha", "beta", ""};
 

@@ -39,11 +39,7 @@ using glint::fuzz::Input;
     if (_st.code() != (want)) Die("unexpected status for " #status, _st); \
   } while (0)
 
-glint::ObjectId Id(int i) {
-  char b[16] = {'f', 'u', 'z', 'z'};
-  b[15] = static_cast<char>(i);
-  return glint::ObjectId::FromBinary(std::string_view(b, 16));
-}
+glint::ObjectId Id(int i) { return glint::fuzz::PoolId("fuzz", i); }
 
 std::string NameFor(uint8_t code) {
   switch (code % 8) {

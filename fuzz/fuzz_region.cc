@@ -43,11 +43,7 @@ using glint::fuzz::Input;
   glint::fuzz::Die("fuzz_region", what, s);
 }
 
-glint::ObjectId Id(int i) {
-  char b[16] = {'r', 'e', 'g', 'i', 'o', 'n'};
-  b[15] = static_cast<char>(i);
-  return glint::ObjectId::FromBinary(std::string_view(b, 16));
-}
+glint::ObjectId Id(int i) { return glint::fuzz::PoolId("region", i); }
 
 struct Section {
   uint64_t begin;

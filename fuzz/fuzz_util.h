@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <string_view>
 #include <thread>
 
 #include "core/region.h"
@@ -43,6 +44,15 @@ class Input {
                              const Status& s = Status()) {
   fprintf(stderr, "%s: %s (%s)\n", target, what, s.ToString().c_str());
   abort();
+}
+
+// Id number `i` of a target's small pool: `tag`'s bytes, zeros, and `i`
+// in the last byte (which ListObjects checks read back).
+inline ObjectId PoolId(std::string_view tag, int i) {
+  char b[16] = {};
+  tag.copy(b, 15);
+  b[15] = static_cast<char>(i);
+  return ObjectId::FromBinary(std::string_view(b, 16));
 }
 
 // The region `client` maps.
