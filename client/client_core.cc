@@ -928,7 +928,7 @@ Status ClientCore::Delete(const ObjectId& id) {
       return Status::NotFound("no sealed object " + id.hex());
     }
     RecordGuard g(this, RecordGuard::kClean);
-    if (store_->Delete(slot, st, g.rec)) return Status::OK();
+    if (store_->Delete(slot, st, g.rec, key)) return Status::OK();
   }
 }
 
@@ -1006,7 +1006,7 @@ Status ClientCore::ListObjects(std::vector<ObjectInfo>* objects) {
   if (!s.ok()) return s;
   const uint64_t nb = region_.header()->obj_num_buckets;
   for (uint64_t b = 0; b < nb; ++b) {
-    uint64_t used = LoadAcquire(region_.obj_bucket(b)->used);
+    uint64_t used = core::UsedSlots(LoadAcquire(region_.obj_bucket(b)->used));
     while (used != 0) {
       const uint32_t i = std::countr_zero(used);
       used &= used - 1;

@@ -196,6 +196,16 @@ class Checker {
     if (!placed(&Region::obj_bucket, r_, id_key, slot)) {
       EntryProblem(slot, n, Slot(slot) + " cannot be found by its id (its id or "
                                          "fingerprint is damaged)");
+    } else if (ObjectTable::Spilled(slot, id_key)) {
+      // In its second bucket: look-ups go there only while the first
+      // bucket's spill count is above zero.
+      const uint64_t b0 = id_key.bucket[0];
+      if (SpillOf(LoadAcquire(r_.obj_bucket(b0)->used)) == 0) {
+        EntryProblem(slot, n, Slot(slot) + " cannot be found by its id (it lies in its "
+                                           "second bucket and bucket " +
+                                           std::to_string(b0) + " counts no spill)");
+      }
+      if (q_) ++spills_[b0];
     }
     if (n.name_slot == kNoSlot || n.name_slot >= nnames_) return;
     if (n.name_len > n.info_size || n.info_offset >= h_->heap_size ||
@@ -302,9 +312,7 @@ class Checker {
 
   void Entries() {
     for (uint64_t b = 0; b < h_->obj_num_buckets; ++b) {
-      const uint64_t used = LoadAcquire(r_.obj_bucket(b)->used);
-      if (used >> kSlotsPerBucket) Problem("object bucket " + std::to_string(b) +
-                                           " marks slots past 56 taken");
+      const uint64_t used = UsedSlots(LoadAcquire(r_.obj_bucket(b)->used));
       for (uint32_t i = 0; i < kSlotsPerBucket; ++i) {
         const uint32_t slot = static_cast<uint32_t>(b * kSlotsPerBucket + i);
         const Snap n = Read(slot);
@@ -383,6 +391,15 @@ class Checker {
         if (st == kObjCreating || st == kObjSealed || st == kObjDeleting) {
           Reachable(slot, n);
         }
+      }
+    }
+    // Exact once quiescent: a spill count may be too high (a client died
+    // between raising it and claiming), never too low.
+    for (const auto& [b0, n] : spills_) {
+      const uint32_t count = SpillOf(LoadAcquire(r_.obj_bucket(b0)->used));
+      if (count != kSpillSticky && count < n) {
+        Problem("object bucket " + std::to_string(b0) + " counts " + std::to_string(count) +
+                " spilled keys, but " + std::to_string(n) + " live in their second bucket");
       }
     }
     DecideShares();
@@ -522,6 +539,7 @@ class Checker {
   CheckReport* out_;
   uint64_t nslots_ = 0, nnames_ = 0;
   std::vector<bool> active_, present_;
+  std::map<uint64_t, uint32_t> spills_;  // first bucket -> spilled keys
   // Live stores only: the entries as read, and who claimed each block.
   std::map<uint32_t, Snap> snaps_;
   std::unordered_map<uint64_t, uint32_t> block_owner_;

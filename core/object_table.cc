@@ -14,8 +14,6 @@
 namespace glint::core {
 namespace {
 
-constexpr uint64_t kUsedMask = (uint64_t{1} << kSlotsPerBucket) - 1;
-
 inline uint64_t Read8(const uint8_t* p) {
   uint64_t v;
   std::memcpy(&v, p, 8);
@@ -97,7 +95,7 @@ uint64_t MatchFingerprints(const BucketHeader* bh, uint8_t fp, bool seq_cst) {
   // not taken. Create's verify step (seq_cst) judges every match by its
   // entry's state instead, which is what its handshake argument needs.
   if (seq_cst) return MatchBytes<true>(bh, fp);
-  return MatchBytes<false>(bh, fp) & LoadRelaxed(bh->used);
+  return MatchBytes<false>(bh, fp) & UsedSlots(LoadRelaxed(bh->used));
 }
 
 bool ObjectTable::IdMatches(uint32_t slot, uint64_t state,
@@ -133,11 +131,16 @@ bool ObjectTable::NameMatches(uint32_t slot, uint64_t state,
   return LoadRelaxed(e->state) == state;
 }
 
+// The first bucket, then the second only while the first's spill count says
+// some key of it may live there (see ClaimObjectSlot). An object that was
+// sealed before the look-up began is found: its creator raised the count
+// (SeqCst) before publishing it, so a getter that synchronised with the seal,
+// or fenced after it (WaitFor), reads that count or a later one, and the
+// count stays above zero while the object lives.
 template <typename StatePred>
 uint32_t ObjectTable::FindIf(const Key& k, const IdWords& id, StatePred pred,
                              uint64_t* state) const {
-  for (uint64_t b : k.bucket) {
-    uint64_t m = MatchFingerprints(r_.obj_bucket(b), k.fp, false);
+  auto find_in = [&](uint64_t b, uint64_t m) -> uint32_t {
     while (m != 0) {
       const uint32_t i = std::countr_zero(m);
       m &= m - 1;
@@ -148,8 +151,15 @@ uint32_t ObjectTable::FindIf(const Key& k, const IdWords& id, StatePred pred,
         return slot;
       }
     }
-  }
-  return kNoSlot;
+    return kNoSlot;
+  };
+  const BucketHeader* b0 = r_.obj_bucket(k.bucket[0]);
+  const uint64_t used0 = LoadRelaxed(b0->used);
+  const uint32_t slot =
+      find_in(k.bucket[0], MatchBytes<false>(b0, k.fp) & UsedSlots(used0));
+  if (slot != kNoSlot || SpillOf(used0) == 0) return slot;
+  const uint64_t b1 = k.bucket[1];
+  return find_in(b1, MatchFingerprints(r_.obj_bucket(b1), k.fp, false));
 }
 
 uint32_t ObjectTable::Find(const Key& k, const IdWords& id, ObjState want,
@@ -187,49 +197,82 @@ uint32_t ObjectTable::FindByName(const Key& k, std::string_view name,
   return kNoSlot;
 }
 
-bool ObjectTable::Claim(BucketHeader* (Region::*bucket)(uint64_t) const,
-                        const Key& k, uint32_t* slot, std::atomic<uint32_t>* cand) {
-  BucketHeader* b0 = (r_.*bucket)(k.bucket[0]);
-  BucketHeader* b1 = (r_.*bucket)(k.bucket[1]);
-  uint64_t u0 = LoadRelaxed(b0->used);
-  uint64_t u1 = LoadRelaxed(b1->used);
-  // The emptier bucket first (two choices keep buckets balanced).
-  const bool first_is_0 = std::popcount(u0) <= std::popcount(u1);
-  for (int pass = 0; pass < 2; ++pass) {
-    const bool use0 = (pass == 0) == first_is_0;
-    BucketHeader* bh = use0 ? b0 : b1;
-    const uint64_t bidx = use0 ? k.bucket[0] : k.bucket[1];
-    uint64_t u = use0 ? u0 : u1;
-    while ((u & kUsedMask) != kUsedMask) {
-      const uint32_t i = std::countr_zero(~u);
-      // The undo log names the slot before the CAS that may take it (the
-      // release orders the two; see OpRecord): a claimer that dies right
-      // after the CAS leaves a slot recovery can find and give back.
-      if (cand != nullptr) {
-        cand->store(static_cast<uint32_t>(bidx * kSlotsPerBucket + i) + 1,
-                    std::memory_order_release);
-      }
-      // SeqCst (free on x86-64): we see the previous occupant's release of
-      // the entry before we write it, and a getter that announced itself as
-      // a waiter and then fenced sees this bit (see ClientCore::WaitFor).
-      if (CasSeqCst(bh->used, u, u | (uint64_t{1} << i))) {
-        GLINT_CRASH_POINT();
-        *slot = static_cast<uint32_t>(bidx * kSlotsPerBucket + i);
-        return true;
-      }
+// Takes a free slot of bucket `bidx` (one CAS on `used`), starting from the
+// value `u` already read; false when the bucket is full.
+static bool TakeFreeSlot(BucketHeader* bh, uint64_t bidx, uint64_t u,
+                         uint32_t* slot, std::atomic<uint32_t>* cand) {
+  while (UsedSlots(u) != kUsedSlotsMask) {
+    const uint32_t i = std::countr_zero(~u);
+    // The undo log names the slot before the CAS that may take it (the
+    // release orders the two; see OpRecord): a claimer that dies right
+    // after the CAS leaves a slot recovery can find and give back.
+    if (cand != nullptr) {
+      cand->store(static_cast<uint32_t>(bidx * kSlotsPerBucket + i) + 1,
+                  std::memory_order_release);
+    }
+    // SeqCst (free on x86-64): we see the previous occupant's release of
+    // the entry before we write it, and a getter that announced itself as
+    // a waiter and then fenced sees this bit (see ClientCore::WaitFor).
+    if (CasSeqCst(bh->used, u, u | (uint64_t{1} << i))) {
+      GLINT_CRASH_POINT();
+      *slot = static_cast<uint32_t>(bidx * kSlotsPerBucket + i);
+      return true;
     }
   }
   return false;
 }
 
-bool ObjectTable::ClaimObjectSlot(const Key& k, uint32_t* slot,
-                                  std::atomic<uint32_t>* cand) {
-  return Claim(&Region::obj_bucket, k, slot, cand);
+// Spill count of an object bucket, +1 or -1 by CAS (SeqCst), sticky at 255.
+static void AddSpill(BucketHeader* bh, bool up) {
+  uint64_t u = LoadRelaxed(bh->used);
+  for (;;) {
+    const uint32_t n = SpillOf(u);
+    if (n == kSpillSticky || (!up && n == 0)) return;
+    if (CasSeqCst(bh->used, u, up ? u + kSpillOne : u - kSpillOne)) return;
+  }
 }
 
+// An id lives in its first bucket whenever that has room, so look-ups and
+// creators read one header line. Only when the first is full does it go to
+// the second, and then the first bucket's spill count goes up before the
+// claim there (SeqCst, before the creator publishes anything): whoever looks
+// for the id in the first bucket after that sees the count and also looks
+// in the second. The count comes down (ReleaseObjectSlot with the key) after
+// the spilled slot is given back. A client that dies in between leaves it
+// too high, which costs look-ups of that bucket one more header line and
+// never loses an object; too low would, and never happens.
+bool ObjectTable::ClaimObjectSlot(const Key& k, uint32_t* slot,
+                                  std::atomic<uint32_t>* cand) {
+  BucketHeader* b0 = r_.obj_bucket(k.bucket[0]);
+  if (TakeFreeSlot(b0, k.bucket[0], LoadRelaxed(b0->used), slot, cand)) return true;
+  BucketHeader* b1 = r_.obj_bucket(k.bucket[1]);
+  const uint64_t u1 = LoadRelaxed(b1->used);
+  if (UsedSlots(u1) == kUsedSlotsMask) return false;
+  AddSpill(b0, true);
+  GLINT_CRASH_POINT();
+  if (TakeFreeSlot(b1, k.bucket[1], u1, slot, cand)) return true;
+  AddSpill(b0, false);
+  return false;
+}
+
+// Names keep to the emptier of their two buckets (two choices keep buckets
+// balanced); a name look-up and a named create's verify read both.
 bool ObjectTable::ClaimNameSlot(const Key& k, uint32_t* slot,
                                 std::atomic<uint32_t>* cand) {
-  return Claim(&Region::name_bucket, k, slot, cand);
+  BucketHeader* b0 = r_.name_bucket(k.bucket[0]);
+  BucketHeader* b1 = r_.name_bucket(k.bucket[1]);
+  const uint64_t u0 = LoadRelaxed(b0->used);
+  const uint64_t u1 = LoadRelaxed(b1->used);
+  if (std::popcount(u0) <= std::popcount(u1)) {
+    return TakeFreeSlot(b0, k.bucket[0], u0, slot, cand) ||
+           TakeFreeSlot(b1, k.bucket[1], LoadRelaxed(b1->used), slot, cand);
+  }
+  return TakeFreeSlot(b1, k.bucket[1], u1, slot, cand) ||
+         TakeFreeSlot(b0, k.bucket[0], LoadRelaxed(b0->used), slot, cand);
+}
+
+bool ObjectTable::Spilled(uint32_t slot, const Key& k) {
+  return slot / kSlotsPerBucket != k.bucket[0];
 }
 
 // Replaces the slot's fingerprint byte (a free slot keeps its last key's).
@@ -256,6 +299,13 @@ void ObjectTable::ReleaseObjectSlot(uint32_t slot) {
   BucketHeader* bh = r_.obj_bucket(slot / kSlotsPerBucket);
   const uint32_t i = slot % kSlotsPerBucket;
   FetchAndRelease(bh->used, ~(uint64_t{1} << i));
+}
+
+void ObjectTable::ReleaseObjectSlot(uint32_t slot, const Key& k) {
+  ReleaseObjectSlot(slot);
+  if (!Spilled(slot, k)) return;
+  GLINT_CRASH_POINT();
+  AddSpill(r_.obj_bucket(k.bucket[0]), false);
 }
 
 void ObjectTable::ReleaseNameSlot(uint32_t slot) {

@@ -98,27 +98,34 @@ class ObjectTable {
   bool NameMatches(uint32_t slot, uint64_t state, std::string_view name) const;
   bool IdMatches(uint32_t slot, uint64_t state, const IdWords& id) const;
 
-  // Claims a free slot in the emptier of k's buckets (one CAS on `used`).
-  // Returns false when both buckets are full.
+  // Claims a free object slot (one CAS on `used`): in k's first bucket when
+  // it has room, else in the second, after raising the first bucket's spill
+  // count. Returns false when both buckets are full.
   // `cand` (a log record's cand_obj / cand_name) gets slot + 1 before the
   // CAS that may take it.
   bool ClaimObjectSlot(const Key& k, uint32_t* slot,
                        std::atomic<uint32_t>* cand = nullptr);
+  // Claims a free name slot in the emptier of k's buckets.
   bool ClaimNameSlot(const Key& k, uint32_t* slot,
                      std::atomic<uint32_t>* cand = nullptr);
+  // True when object slot `slot` of key `k` lies in k's second bucket.
+  static bool Spilled(uint32_t slot, const Key& k);
   // Publishes a claimed slot's fingerprint (SeqCst: see store.cc, Create).
   void PublishObject(uint32_t slot, uint8_t fp);
   void PublishName(uint32_t slot, uint8_t fp);
   // Frees a slot: clears its used bit (release). The fingerprint stays.
+  // Without the key, a spilled slot's count stays (recovery, which gives
+  // back slots whose entry it cannot trust, leaves the count too high).
   void ReleaseObjectSlot(uint32_t slot);
+  // The same for the slot of key `k` (the entry's id, read while it was
+  // still ours); a spilled slot then takes its count back.
+  void ReleaseObjectSlot(uint32_t slot, const Key& k);
   void ReleaseNameSlot(uint32_t slot);
 
   uint64_t num_buckets() const { return r_.header()->obj_num_buckets; }
   uint64_t num_name_buckets() const { return r_.header()->name_num_buckets; }
 
  private:
-  bool Claim(BucketHeader* (Region::*bucket)(uint64_t) const, const Key& k,
-             uint32_t* slot, std::atomic<uint32_t>* cand);
   template <typename StatePred>
   uint32_t FindIf(const Key& k, const IdWords& id, StatePred pred,
                   uint64_t* state) const;

@@ -23,7 +23,7 @@
 namespace glint::core {
 
 inline constexpr uint64_t kRegionMagic = 0x0031544e494c4700ULL;  // "\0GLINT1\0"
-inline constexpr uint32_t kLayoutVersion = 2;
+inline constexpr uint32_t kLayoutVersion = 3;
 inline constexpr uint64_t kCacheLine = 64;
 inline constexpr uint64_t kPageSize = 4096;
 inline constexpr uint64_t kSpanSize = 64 * 1024;   // pages of one size class
@@ -197,11 +197,27 @@ struct alignas(64) WaitBucket {
 // fingerprints are packed 8 to a word (byte i % 8 of word i / 8 is slot i)
 // so that a lookup matches all 56 with 7 loads and a little SWAR arithmetic,
 // and so that every access is a whole-word atomic.
+//
+// Object buckets only: bits 56..63 of `used` count the keys whose first
+// bucket this is but which live in their second one (the "spill" count; see
+// ObjectTable::ClaimObjectSlot). While it is 0, no key of this first bucket
+// is anywhere else, and a look-up or a creator's verify step reads this one
+// header line only. At 255 it sticks (never counts up or down again).
 struct alignas(64) BucketHeader {
   std::atomic<uint64_t> used;
   std::atomic<uint64_t> fp[kSlotsPerBucket / 8];
 };
 static_assert(sizeof(BucketHeader) == 64);
+
+inline constexpr uint64_t kUsedSlotsMask = (uint64_t{1} << kSlotsPerBucket) - 1;
+inline constexpr uint32_t kSpillShift = kSlotsPerBucket;  // 56
+inline constexpr uint64_t kSpillOne = uint64_t{1} << kSpillShift;
+inline constexpr uint32_t kSpillSticky = 255;
+// The taken-slot bits of a `used` word, and its spill count.
+inline constexpr uint64_t UsedSlots(uint64_t used) { return used & kUsedSlotsMask; }
+inline constexpr uint32_t SpillOf(uint64_t used) {
+  return static_cast<uint32_t>(used >> kSpillShift);
+}
 
 // Object states (low 8 bits of ObjectEntry::state; the generation is above).
 enum ObjState : uint8_t {

@@ -76,7 +76,7 @@ Status Store::Create(const CreateArgs& a, uint32_t* out_slot, uint64_t* out_gen,
     if (named) {
       uint32_t ns;
       if (!table_.ClaimNameSlot(a.name_key, &ns, rec ? &rec->cand_name : nullptr)) {
-        Unclaim(slot, gen);
+        Unclaim(slot, gen, a.id_key);
         if (ExistsCommitted(a)) return Status::AlreadyExists("an object with this id or name exists");
         return Status::OutOfMemory(
             "name index full: both buckets of this name are taken");
@@ -102,7 +102,7 @@ Status Store::Create(const CreateArgs& a, uint32_t* out_slot, uint64_t* out_gen,
       }
       v = Verdict::kRetry;  // a rival killed us
     }
-    Unclaim(slot, gen);
+    Unclaim(slot, gen, a.id_key);
     if (v == Verdict::kLose) {
       return Status::AlreadyExists(named ? "an object with this id or name exists"
                                          : "an object with this id exists");
@@ -150,7 +150,16 @@ Store::Verdict Store::Verify(const CreateArgs& a, uint32_t my_slot) {
       // s now holds the new state: judge again.
     }
   };
-  for (uint64_t b : a.id_key.bucket) {
+  // The id's first bucket, and its second when we spilled there or the
+  // first's spill count (loaded SeqCst, after our publish) says a rival
+  // may have: see ObjectTable::ClaimObjectSlot and docs/ARCHITECTURE.md.
+  const bool spilled = ObjectTable::Spilled(my_slot, a.id_key);
+  for (int which = 0; which < 2; ++which) {
+    const uint64_t b = a.id_key.bucket[which];
+    if (which == 1 && !spilled &&
+        SpillOf(LoadSeqCst(r_.obj_bucket(a.id_key.bucket[0])->used)) == 0) {
+      break;
+    }
     uint64_t m = MatchFingerprints(r_.obj_bucket(b), a.id_key.fp, true);
     while (m != 0) {
       const uint32_t i = std::countr_zero(m);
@@ -186,13 +195,20 @@ Store::Verdict Store::Verify(const CreateArgs& a, uint32_t my_slot) {
 // Undoes a claim that did not commit (CLAIMED or KILLED, both ours): the
 // slot goes back to EMPTY(gen) with its fingerprint cleared, then its used
 // bit (release), so the next claimer sees a clean entry.
-void Store::Unclaim(uint32_t slot, uint64_t gen) {
+void Store::Unclaim(uint32_t slot, uint64_t gen, const Key& id_key) {
   ObjectEntry* e = r_.entry(slot);
   ReleaseName(slot);
   StoreRelease(e->state, MakeState(gen, kObjEmpty));
   GLINT_CRASH_POINT();
-  table_.ReleaseObjectSlot(slot);
+  table_.ReleaseObjectSlot(slot, id_key);
   GLINT_CRASH_POINT();
+}
+
+// The key of the id an entry holds (it is ours: freeing, aborting or
+// unclaiming it), read before the slot is given back and may be rewritten.
+Key Store::IdKeyOf(const ObjectEntry* e) const {
+  const IdWords w{{LoadRelaxed(e->id[0]), LoadRelaxed(e->id[1])}};
+  return MakeKey(IdHash(w.w), r_.header()->obj_num_buckets);
 }
 
 // The entry is ours (uncommitted, or won for freeing): its name slot goes.
@@ -302,11 +318,12 @@ bool Store::Abort(uint32_t slot, uint64_t gen, uint64_t id_hash, OpRecord* rec) 
 // FREEING(gen) with its blocks freed -> ABORTED(gen), slot given back.
 void Store::FinishAbort(uint32_t slot, uint64_t gen) {
   ObjectEntry* e = r_.entry(slot);
+  const Key k = IdKeyOf(e);
   ReleaseName(slot);
   e->aborted_gens.fetch_or(1u << (gen % 32), std::memory_order_relaxed);
   StoreSeqCst(e->state, MakeState(gen, kObjAborted));
   GLINT_CRASH_POINT();
-  table_.ReleaseObjectSlot(slot);
+  table_.ReleaseObjectSlot(slot, k);
   GLINT_CRASH_POINT();
 }
 
@@ -349,7 +366,7 @@ bool Store::AnyHolder(uint32_t slot) const {
 
 // SEALED -> DELETING is one CAS: recovery decides it by the state alone
 // (a DELETING entry that nobody holds is freed by whoever sees it so).
-bool Store::Delete(uint32_t slot, uint64_t state, OpRecord* rec) {
+bool Store::Delete(uint32_t slot, uint64_t state, OpRecord* rec, const Key& id_key) {
   ObjectEntry* e = r_.entry(slot);
   uint64_t expect = state;
   if (!CasSeqCst(e->state, expect, MakeState(GenOf(state), kObjDeleting))) {
@@ -359,7 +376,7 @@ bool Store::Delete(uint32_t slot, uint64_t state, OpRecord* rec) {
   // Our CAS left DELETING(gen): no need to load the state again (if a
   // releaser moved it on since, the CAS to FREEING fails, as it would
   // after a fresh load).
-  MaybeFreeFrom(slot, MakeState(GenOf(state), kObjDeleting), rec);
+  MaybeFreeFrom(slot, MakeState(GenOf(state), kObjDeleting), rec, &id_key);
   return true;
 }
 
@@ -371,7 +388,7 @@ void Store::MaybeFree(uint32_t slot, OpRecord* rec) {
   MaybeFreeFrom(slot, LoadSeqCst(r_.entry(slot)->state), rec);
 }
 
-void Store::MaybeFreeFrom(uint32_t slot, uint64_t s, OpRecord* rec) {
+void Store::MaybeFreeFrom(uint32_t slot, uint64_t s, OpRecord* rec, const Key* id_key) {
   ObjectEntry* e = r_.entry(slot);
   if (StateOf(s) != kObjDeleting || AnyHolder(slot)) return;
   StoreRelaxed(rec->obj_slot, slot);
@@ -380,19 +397,20 @@ void Store::MaybeFreeFrom(uint32_t slot, uint64_t s, OpRecord* rec) {
   if (CasSeqCst(e->state, s, MakeState(GenOf(s), kObjFreeing))) {
     GLINT_CRASH_POINT();
     FreeBlocks(e, rec);
-    FinishFree(slot, GenOf(s));
+    FinishFree(slot, GenOf(s), id_key);
   }
   StoreRelease(rec->op, static_cast<uint32_t>(kOpNone));
 }
 
 // FREEING(gen) with its blocks freed -> EMPTY(gen) (release), name and slot
 // given back.
-void Store::FinishFree(uint32_t slot, uint64_t gen) {
+void Store::FinishFree(uint32_t slot, uint64_t gen, const Key* id_key) {
   ObjectEntry* e = r_.entry(slot);
+  const Key k = id_key != nullptr ? *id_key : IdKeyOf(e);
   ReleaseName(slot);
   StoreRelease(e->state, MakeState(gen, kObjEmpty));
   GLINT_CRASH_POINT();
-  table_.ReleaseObjectSlot(slot);
+  table_.ReleaseObjectSlot(slot, k);
   GLINT_CRASH_POINT();
 }
 
@@ -402,7 +420,7 @@ void Store::CountObjects(int64_t* sealed, int64_t* building) const {
   *sealed = 0;
   *building = 0;
   for (uint64_t b = 0; b < r_.header()->obj_num_buckets; ++b) {
-    uint64_t used = LoadAcquire(r_.obj_bucket(b)->used);
+    uint64_t used = UsedSlots(LoadAcquire(r_.obj_bucket(b)->used));
     while (used != 0) {
       const uint32_t i = std::countr_zero(used);
       used &= used - 1;
@@ -419,7 +437,7 @@ void Store::ReleaseClient(uint32_t c, OpRecord* rec) {
   // Taken slots only: a holder bit left on a free slot is cleared by the
   // next claimer (see Create).
   for (uint64_t b = 0; b < r_.header()->obj_num_buckets; ++b) {
-    uint64_t used = LoadAcquire(r_.obj_bucket(b)->used);
+    uint64_t used = UsedSlots(LoadAcquire(r_.obj_bucket(b)->used));
     while (used != 0) {
       const uint32_t i = std::countr_zero(used);
       used &= used - 1;

@@ -83,17 +83,21 @@ class Store {
   bool AnyHolder(uint32_t slot) const;
 
   // SEALED(gen) -> DELETING(gen); frees at once when nobody holds it.
-  // Returns false if the entry was no longer SEALED(gen).
-  bool Delete(uint32_t slot, uint64_t state, OpRecord* rec);
+  // Returns false if the entry was no longer SEALED(gen). `id_key`: the key
+  // of the id the caller found in `slot` in `state`.
+  bool Delete(uint32_t slot, uint64_t state, OpRecord* rec, const Key& id_key);
   // Frees `slot` if it is DELETING and holder-free; exactly one caller wins.
   // `rec`: the caller's idle log record (kOpNone again after).
   void MaybeFree(uint32_t slot, OpRecord* rec);
   // MaybeFree with the entry's state `s` already known (SeqCst-loaded, or
   // the value of the caller's own SeqCst CAS).
-  void MaybeFreeFrom(uint32_t slot, uint64_t s, OpRecord* rec);
+  // `id_key`: the entry's id's key when the caller knows it (saves a hash).
+  void MaybeFreeFrom(uint32_t slot, uint64_t s, OpRecord* rec,
+                     const Key* id_key = nullptr);
   // The tail of a free, once the blocks are freed: FREEING(gen) ->
   // EMPTY(gen), name and slot given back. Recovery runs it too.
-  void FinishFree(uint32_t slot, uint64_t gen);
+  // `id_key` as for MaybeFreeFrom (null: hashed from the entry's id).
+  void FinishFree(uint32_t slot, uint64_t gen, const Key* id_key = nullptr);
   // Gives back the entry's name slot if it still points at `slot`.
   void ReleaseName(uint32_t slot);
   // The hash of the entry's name; false when it has none.
@@ -116,7 +120,8 @@ class Store {
 
  private:
   void FreeBlocks(ObjectEntry* e, OpRecord* rec);
-  void Unclaim(uint32_t slot, uint64_t gen);
+  void Unclaim(uint32_t slot, uint64_t gen, const Key& id_key);
+  Key IdKeyOf(const ObjectEntry* e) const;
   static constexpr size_t kMaxNameBytes = 255;
   enum class Verdict { kWin, kLose, kRetry };
   Verdict Verify(const CreateArgs& a, uint32_t my_slot);

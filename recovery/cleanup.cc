@@ -94,7 +94,7 @@ class Recovery {
   template <typename F>
   bool AnyTakenEntry(F&& f) const {
     for (uint64_t b = 0; b < r_.header()->obj_num_buckets; ++b) {
-      uint64_t used = LoadAcquire(r_.obj_bucket(b)->used);
+      uint64_t used = core::UsedSlots(LoadAcquire(r_.obj_bucket(b)->used));
       while (used != 0) {
         const uint32_t slot = static_cast<uint32_t>(b * core::kSlotsPerBucket +
                                                     std::countr_zero(used));

@@ -232,8 +232,9 @@ TEST_F(CheckTest, TakenEmptySlotIsALeak) {
 }
 
 TEST_F(CheckTest, BucketBitsPast56) {
+  // Object buckets keep their spill count there; a name bucket has none.
   r().obj_bucket(1)->used.fetch_or(uint64_t{1} << 60);
-  ExpectAlways({"object bucket 1", "past 56"});
+  EXPECT_TRUE(CheckRegion(r(), true).ok());
   Restore();
   r().name_bucket(2)->used.fetch_or(uint64_t{1} << 63);
   ExpectAlways({"name bucket 2", "past 56"});

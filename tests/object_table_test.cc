@@ -353,22 +353,83 @@ TEST_F(TableTest, BothBucketsFullThenReuse) {
     EXPECT_TRUE(b == k.bucket[0] || b == k.bucket[1]) << s;
   }
   // A released slot is claimed again at once.
-  table_.ReleaseObjectSlot(slots[17]);
+  table_.ReleaseObjectSlot(slots[17], k);
   ASSERT_TRUE(table_.ClaimObjectSlot(k, &slot));
   EXPECT_EQ(slot, slots[17]);
   EXPECT_FALSE(table_.ClaimObjectSlot(k, &slot));
-  for (uint32_t s : slots) table_.ReleaseObjectSlot(s);
+  for (uint32_t s : slots) table_.ReleaseObjectSlot(s, k);
   for (uint64_t b = 0; b < table_.num_buckets(); ++b) {
     EXPECT_EQ(r_.region().obj_bucket(b)->used.load(), 0u) << b;
   }
 }
 
-TEST_F(TableTest, ClaimPrefersTheEmptierBucket) {
+TEST_F(TableTest, ObjectsFillTheFirstBucketThenSpillWithACount) {
   const Key k = MakeKey(IdHash(MakeId(2, 2).data()), table_.num_buckets());
+  const core::BucketHeader* b0 = r_.region().obj_bucket(k.bucket[0]);
+  std::vector<uint32_t> slots;
+  uint32_t slot;
+  for (uint32_t i = 0; i < core::kSlotsPerBucket; ++i) {
+    ASSERT_TRUE(table_.ClaimObjectSlot(k, &slot));
+    EXPECT_EQ(slot / core::kSlotsPerBucket, k.bucket[0]) << i;
+    EXPECT_FALSE(core::ObjectTable::Spilled(slot, k));
+    slots.push_back(slot);
+  }
+  EXPECT_EQ(core::SpillOf(b0->used.load()), 0u);
+  // The first bucket is full: the next two go to the second, each counted.
+  for (uint32_t i = 1; i <= 2; ++i) {
+    ASSERT_TRUE(table_.ClaimObjectSlot(k, &slot));
+    EXPECT_EQ(slot / core::kSlotsPerBucket, k.bucket[1]);
+    EXPECT_TRUE(core::ObjectTable::Spilled(slot, k));
+    EXPECT_EQ(core::SpillOf(b0->used.load()), i);
+    EXPECT_EQ(core::UsedSlots(b0->used.load()), core::kUsedSlotsMask);
+    slots.push_back(slot);
+  }
+  // Giving a spilled slot back with its key takes its count back; without
+  // the key (recovery) the count stays, too high but never too low.
+  table_.ReleaseObjectSlot(slots.back(), k);
+  slots.pop_back();
+  EXPECT_EQ(core::SpillOf(b0->used.load()), 1u);
+  table_.ReleaseObjectSlot(slots.back());
+  slots.pop_back();
+  EXPECT_EQ(core::SpillOf(b0->used.load()), 1u);
+  for (uint32_t s : slots) table_.ReleaseObjectSlot(s, k);
+  EXPECT_EQ(b0->used.load(), core::kSpillOne);
+}
+
+TEST_F(TableTest, SpillCountSticksAt255) {
+  const Key k = MakeKey(IdHash(MakeId(3, 3).data()), table_.num_buckets());
+  core::BucketHeader* b0 = r_.region().obj_bucket(k.bucket[0]);
+  b0->used.store(core::kUsedSlotsMask | (uint64_t{254} << core::kSpillShift));
+  uint32_t a, b;
+  ASSERT_TRUE(table_.ClaimObjectSlot(k, &a));
+  EXPECT_EQ(core::SpillOf(b0->used.load()), 255u);
+  ASSERT_TRUE(table_.ClaimObjectSlot(k, &b));  // no carry out of bit 63
+  EXPECT_EQ(core::SpillOf(b0->used.load()), 255u);
+  EXPECT_EQ(core::UsedSlots(b0->used.load()), core::kUsedSlotsMask);
+  table_.ReleaseObjectSlot(a, k);
+  table_.ReleaseObjectSlot(b, k);
+  EXPECT_EQ(core::SpillOf(b0->used.load()), 255u);  // sticky: never lower
+}
+
+TEST_F(TableTest, BothBucketsFullTakesNoCount) {
+  const Key k = MakeKey(IdHash(MakeId(4, 4).data()), table_.num_buckets());
+  core::BucketHeader* b0 = r_.region().obj_bucket(k.bucket[0]);
+  core::BucketHeader* b1 = r_.region().obj_bucket(k.bucket[1]);
+  b0->used.store(core::kUsedSlotsMask);
+  b1->used.store(core::kUsedSlotsMask);
+  uint32_t slot;
+  EXPECT_FALSE(table_.ClaimObjectSlot(k, &slot));
+  EXPECT_EQ(b0->used.load(), core::kUsedSlotsMask);
+  b0->used.store(0);
+  b1->used.store(0);
+}
+
+TEST_F(TableTest, NamesPreferTheEmptierBucket) {
+  const Key k = MakeKey(NameHash("a-name"), table_.num_name_buckets());
   int in_bucket[2] = {0, 0};
   uint32_t slot;
   for (int i = 0; i < 40; ++i) {
-    ASSERT_TRUE(table_.ClaimObjectSlot(k, &slot));
+    ASSERT_TRUE(table_.ClaimNameSlot(k, &slot));
     ++in_bucket[slot / core::kSlotsPerBucket == k.bucket[0] ? 0 : 1];
   }
   EXPECT_EQ(in_bucket[0], 20);
