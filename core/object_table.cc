@@ -276,15 +276,15 @@ bool ObjectTable::Spilled(uint32_t slot, const Key& k) {
 }
 
 // Replaces the slot's fingerprint byte (a free slot keeps its last key's).
-// SeqCst CAS: the store half of Create's publish/verify handshake.
+// SeqCst RMW: the store half of Create's publish/verify handshake. Only the
+// slot's owner writes its byte (the other bytes of the word belong to other
+// slots' owners), so the byte read here is still there at the RMW and one
+// fetch_xor turns it into `fp` without touching the others.
 static void PublishFp(BucketHeader* bh, uint32_t i, uint8_t fp) {
   const uint32_t shift = 8 * (i % 8);
   std::atomic<uint64_t>& word = bh->fp[i / 8];
-  uint64_t v = LoadRelaxed(word);
-  for (;;) {
-    const uint64_t nv = (v & ~(uint64_t{0xff} << shift)) | (uint64_t{fp} << shift);
-    if (CasSeqCst(word, v, nv)) return;
-  }
+  const uint64_t old = (LoadRelaxed(word) >> shift) & 0xff;
+  word.fetch_xor((old ^ fp) << shift, std::memory_order_seq_cst);
 }
 
 void ObjectTable::PublishObject(uint32_t slot, uint8_t fp) {
