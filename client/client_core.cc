@@ -1010,7 +1010,7 @@ Status ClientCore::ListObjects(std::vector<ObjectInfo>* objects) {
     while (used != 0) {
       const uint32_t i = std::countr_zero(used);
       used &= used - 1;
-      const uint32_t slot = static_cast<uint32_t>(b * core::kSlotsPerBucket + i);
+      const uint32_t slot = region_.obj_slot(b, i);
       const uint64_t st = LoadAcquire(region_.entry(slot)->state);
       const auto state = core::StateOf(st);
       if (state != core::kObjCreating && state != core::kObjSealed) continue;

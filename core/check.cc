@@ -184,19 +184,19 @@ class Checker {
   // fingerprint; likewise its name slot for the name bytes in its info
   // block. Damage to the id or the name bytes breaks this.
   void Reachable(uint32_t slot, const Snap& n) {
+    // (b, i): the slot's bucket and index in it.
     auto placed = [](BucketHeader* (Region::*bucket)(uint64_t) const, const Region& r,
-                     const Key& k, uint32_t s) {
-      const uint64_t b = s / kSlotsPerBucket;
-      const uint32_t i = s % kSlotsPerBucket;
+                     const Key& k, uint64_t b, uint32_t i) {
       if (b != k.bucket[0] && b != k.bucket[1]) return false;
       const uint64_t word = LoadAcquire((r.*bucket)(b)->fp[i / 8]);
       return static_cast<uint8_t>(word >> (8 * (i % 8))) == k.fp;
     };
     const Key id_key = MakeKey(IdHash(n.id), h_->obj_num_buckets);
-    if (!placed(&Region::obj_bucket, r_, id_key, slot)) {
+    if (!placed(&Region::obj_bucket, r_, id_key, r_.obj_bucket_of(slot),
+                r_.obj_index_of(slot))) {
       EntryProblem(slot, n, Slot(slot) + " cannot be found by its id (its id or "
                                          "fingerprint is damaged)");
-    } else if (ObjectTable::Spilled(slot, id_key)) {
+    } else if (ObjectTable(r_).Spilled(slot, id_key)) {
       // In its second bucket: look-ups go there only while the first
       // bucket's spill count is above zero.
       const uint64_t b0 = id_key.bucket[0];
@@ -217,7 +217,8 @@ class Checker {
     const auto* src = reinterpret_cast<const std::atomic<uint8_t>*>(r_.heap() + n.info_offset);
     for (uint16_t i = 0; i < n.name_len; ++i) name[i] = static_cast<char>(LoadRelaxed(src[i]));
     const Key name_key = MakeKey(NameHash(name), h_->name_num_buckets);
-    if (!placed(&Region::name_bucket, r_, name_key, n.name_slot)) {
+    if (!placed(&Region::name_bucket, r_, name_key, n.name_slot / kSlotsPerBucket,
+                n.name_slot % kSlotsPerBucket)) {
       EntryProblem(slot, n, Slot(slot) + " cannot be found by its name (its name "
                                          "bytes or fingerprint are damaged)");
     }
@@ -314,7 +315,7 @@ class Checker {
     for (uint64_t b = 0; b < h_->obj_num_buckets; ++b) {
       const uint64_t used = UsedSlots(LoadAcquire(r_.obj_bucket(b)->used));
       for (uint32_t i = 0; i < kSlotsPerBucket; ++i) {
-        const uint32_t slot = static_cast<uint32_t>(b * kSlotsPerBucket + i);
+        const uint32_t slot = r_.obj_slot(b, i);
         const Snap n = Read(slot);
         const ObjState st = StateOf(n.state);
         const bool taken = (used >> i) & 1;

@@ -144,7 +144,7 @@ uint32_t ObjectTable::FindIf(const Key& k, const IdWords& id, StatePred pred,
     while (m != 0) {
       const uint32_t i = std::countr_zero(m);
       m &= m - 1;
-      const uint32_t slot = static_cast<uint32_t>(b * kSlotsPerBucket + i);
+      const uint32_t slot = r_.obj_slot(b, i);
       const uint64_t s = LoadAcquire(r_.entry(slot)->state);
       if (pred(StateOf(s)) && IdMatches(slot, s, id)) {
         *state = s;
@@ -197,25 +197,25 @@ uint32_t ObjectTable::FindByName(const Key& k, std::string_view name,
   return kNoSlot;
 }
 
-// Takes a free slot of bucket `bidx` (one CAS on `used`), starting from the
-// value `u` already read; false when the bucket is full.
-static bool TakeFreeSlot(BucketHeader* bh, uint64_t bidx, uint64_t u,
+// Takes a free slot of bucket `bh` (one CAS on `used`), starting from the
+// value `u` already read; false when the bucket is full. slot_of(i) numbers
+// index i of this bucket (object and name slots are numbered differently).
+template <typename SlotOf>
+static bool TakeFreeSlot(BucketHeader* bh, SlotOf slot_of, uint64_t u,
                          uint32_t* slot, std::atomic<uint32_t>* cand) {
   while (UsedSlots(u) != kUsedSlotsMask) {
     const uint32_t i = std::countr_zero(~u);
+    const uint32_t s = slot_of(i);
     // The undo log names the slot before the CAS that may take it (the
     // release orders the two; see OpRecord): a claimer that dies right
     // after the CAS leaves a slot recovery can find and give back.
-    if (cand != nullptr) {
-      cand->store(static_cast<uint32_t>(bidx * kSlotsPerBucket + i) + 1,
-                  std::memory_order_release);
-    }
+    if (cand != nullptr) cand->store(s + 1, std::memory_order_release);
     // SeqCst (free on x86-64): we see the previous occupant's release of
     // the entry before we write it, and a getter that announced itself as
     // a waiter and then fenced sees this bit (see ClientCore::WaitFor).
     if (CasSeqCst(bh->used, u, u | (uint64_t{1} << i))) {
       GLINT_CRASH_POINT();
-      *slot = static_cast<uint32_t>(bidx * kSlotsPerBucket + i);
+      *slot = s;
       return true;
     }
   }
@@ -243,14 +243,15 @@ static void AddSpill(BucketHeader* bh, bool up) {
 // never loses an object; too low would, and never happens.
 bool ObjectTable::ClaimObjectSlot(const Key& k, uint32_t* slot,
                                   std::atomic<uint32_t>* cand) {
+  auto in = [this](uint64_t b) { return [this, b](uint32_t i) { return r_.obj_slot(b, i); }; };
   BucketHeader* b0 = r_.obj_bucket(k.bucket[0]);
-  if (TakeFreeSlot(b0, k.bucket[0], LoadRelaxed(b0->used), slot, cand)) return true;
+  if (TakeFreeSlot(b0, in(k.bucket[0]), LoadRelaxed(b0->used), slot, cand)) return true;
   BucketHeader* b1 = r_.obj_bucket(k.bucket[1]);
   const uint64_t u1 = LoadRelaxed(b1->used);
   if (UsedSlots(u1) == kUsedSlotsMask) return false;
   AddSpill(b0, true);
   GLINT_CRASH_POINT();
-  if (TakeFreeSlot(b1, k.bucket[1], u1, slot, cand)) return true;
+  if (TakeFreeSlot(b1, in(k.bucket[1]), u1, slot, cand)) return true;
   AddSpill(b0, false);
   return false;
 }
@@ -263,16 +264,19 @@ bool ObjectTable::ClaimNameSlot(const Key& k, uint32_t* slot,
   BucketHeader* b1 = r_.name_bucket(k.bucket[1]);
   const uint64_t u0 = LoadRelaxed(b0->used);
   const uint64_t u1 = LoadRelaxed(b1->used);
+  auto in = [](uint64_t b) {
+    return [b](uint32_t i) { return static_cast<uint32_t>(b * kSlotsPerBucket + i); };
+  };
   if (std::popcount(u0) <= std::popcount(u1)) {
-    return TakeFreeSlot(b0, k.bucket[0], u0, slot, cand) ||
-           TakeFreeSlot(b1, k.bucket[1], LoadRelaxed(b1->used), slot, cand);
+    return TakeFreeSlot(b0, in(k.bucket[0]), u0, slot, cand) ||
+           TakeFreeSlot(b1, in(k.bucket[1]), LoadRelaxed(b1->used), slot, cand);
   }
-  return TakeFreeSlot(b1, k.bucket[1], u1, slot, cand) ||
-         TakeFreeSlot(b0, k.bucket[0], LoadRelaxed(b0->used), slot, cand);
+  return TakeFreeSlot(b1, in(k.bucket[1]), u1, slot, cand) ||
+         TakeFreeSlot(b0, in(k.bucket[0]), LoadRelaxed(b0->used), slot, cand);
 }
 
-bool ObjectTable::Spilled(uint32_t slot, const Key& k) {
-  return slot / kSlotsPerBucket != k.bucket[0];
+bool ObjectTable::Spilled(uint32_t slot, const Key& k) const {
+  return r_.obj_bucket_of(slot) != k.bucket[0];
 }
 
 // Replaces the slot's fingerprint byte (a free slot keeps its last key's).
@@ -288,7 +292,7 @@ static void PublishFp(BucketHeader* bh, uint32_t i, uint8_t fp) {
 }
 
 void ObjectTable::PublishObject(uint32_t slot, uint8_t fp) {
-  PublishFp(r_.obj_bucket(slot / kSlotsPerBucket), slot % kSlotsPerBucket, fp);
+  PublishFp(r_.obj_bucket(r_.obj_bucket_of(slot)), r_.obj_index_of(slot), fp);
 }
 
 void ObjectTable::PublishName(uint32_t slot, uint8_t fp) {
@@ -296,9 +300,8 @@ void ObjectTable::PublishName(uint32_t slot, uint8_t fp) {
 }
 
 void ObjectTable::ReleaseObjectSlot(uint32_t slot) {
-  BucketHeader* bh = r_.obj_bucket(slot / kSlotsPerBucket);
-  const uint32_t i = slot % kSlotsPerBucket;
-  FetchAndRelease(bh->used, ~(uint64_t{1} << i));
+  BucketHeader* bh = r_.obj_bucket(r_.obj_bucket_of(slot));
+  FetchAndRelease(bh->used, ~(uint64_t{1} << r_.obj_index_of(slot)));
 }
 
 void ObjectTable::ReleaseObjectSlot(uint32_t slot, const Key& k) {

@@ -109,7 +109,7 @@ class ObjectTable {
   bool ClaimNameSlot(const Key& k, uint32_t* slot,
                      std::atomic<uint32_t>* cand = nullptr);
   // True when object slot `slot` of key `k` lies in k's second bucket.
-  static bool Spilled(uint32_t slot, const Key& k);
+  bool Spilled(uint32_t slot, const Key& k) const;
   // Publishes a claimed slot's fingerprint (SeqCst: see store.cc, Create).
   void PublishObject(uint32_t slot, uint8_t fp);
   void PublishName(uint32_t slot, uint8_t fp);

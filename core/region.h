@@ -14,6 +14,7 @@
 #define GLINT_CORE_REGION_H_
 
 #include <atomic>
+#include <bit>
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -327,7 +328,16 @@ Status ComputeLayout(const LayoutParams& params, RegionHeader* out);
 class Region {
  public:
   Region() = default;
-  Region(uint8_t* base, uint64_t size) : base_(base), size_(size) {}
+  // Reads the header's table geometry (obj_num_buckets) once: construct a
+  // Region over a formatted region (its header written, whether or not it
+  // validates).
+  Region(uint8_t* base, uint64_t size) : base_(base), size_(size) {
+    if (size >= sizeof(RegionHeader)) {
+      const uint64_t nb = header()->obj_num_buckets;
+      obj_mask_ = nb - 1;
+      obj_bits_ = static_cast<uint32_t>(std::countr_zero(nb)) & 63;
+    }
+  }
 
   // Writes a fresh header and zeroes/initialises every section.
   // REQUIRES: base is a zero-filled mapping of layout.region_size bytes.
@@ -393,10 +403,26 @@ class Region {
   uint64_t num_obj_slots() const {
     return header()->obj_num_buckets * kSlotsPerBucket;
   }
+  // Object slots are numbered index-major: slot i of bucket b is
+  // i * obj_num_buckets + b (a power of two), so the first slots of all
+  // buckets lie side by side. A table holding fewer objects than buckets
+  // then keeps its entries in a few pages, not one page per bucket. (Name
+  // slots are numbered bucket-major: b * 56 + i.)
+  // (The geometry comes from the header as it was at construction; a
+  // header that fails Region::Validate gives meaningless slot numbers.)
+  uint32_t obj_slot(uint64_t b, uint32_t i) const {
+    return static_cast<uint32_t>((uint64_t{i} << obj_bits_) | b);
+  }
+  uint64_t obj_bucket_of(uint32_t slot) const { return slot & obj_mask_; }
+  uint32_t obj_index_of(uint32_t slot) const {
+    return static_cast<uint32_t>(uint64_t{slot} >> obj_bits_);
+  }
 
  private:
   uint8_t* base_ = nullptr;
   uint64_t size_ = 0;
+  uint64_t obj_mask_ = 0;  // obj_num_buckets - 1
+  uint32_t obj_bits_ = 0;  // log2(obj_num_buckets)
 };
 
 }  // namespace glint::core

@@ -153,7 +153,9 @@ Store::Verdict Store::Verify(const CreateArgs& a, uint32_t my_slot) {
   // The id's first bucket, and its second when we spilled there or the
   // first's spill count (loaded SeqCst, after our publish) says a rival
   // may have: see ObjectTable::ClaimObjectSlot and docs/ARCHITECTURE.md.
-  const bool spilled = ObjectTable::Spilled(my_slot, a.id_key);
+  const uint64_t my_bucket = r_.obj_bucket_of(my_slot);
+  const uint64_t my_bit = uint64_t{1} << r_.obj_index_of(my_slot);
+  const bool spilled = my_bucket != a.id_key.bucket[0];
   for (int which = 0; which < 2; ++which) {
     const uint64_t b = a.id_key.bucket[which];
     if (which == 1 && !spilled &&
@@ -161,11 +163,11 @@ Store::Verdict Store::Verify(const CreateArgs& a, uint32_t my_slot) {
       break;
     }
     uint64_t m = MatchFingerprints(r_.obj_bucket(b), a.id_key.fp, true);
+    if (b == my_bucket) m &= ~my_bit;  // ourselves
     while (m != 0) {
       const uint32_t i = std::countr_zero(m);
       m &= m - 1;
-      const uint32_t slot = static_cast<uint32_t>(b * kSlotsPerBucket + i);
-      if (slot == my_slot) continue;
+      const uint32_t slot = r_.obj_slot(b, i);
       if (judge(slot, [&](uint32_t sl, uint64_t s) {
             return table_.IdMatches(sl, s, a.id);
           }) == Verdict::kLose) {
@@ -425,7 +427,7 @@ void Store::CountObjects(int64_t* sealed, int64_t* building) const {
       const uint32_t i = std::countr_zero(used);
       used &= used - 1;
       const ObjState st = StateOf(
-          LoadAcquire(r_.entry(static_cast<uint32_t>(b * kSlotsPerBucket + i))->state));
+          LoadAcquire(r_.entry(r_.obj_slot(b, i))->state));
       if (st == kObjSealed) ++*sealed;
       if (st == kObjCreating) ++*building;
     }
@@ -441,7 +443,7 @@ void Store::ReleaseClient(uint32_t c, OpRecord* rec) {
     while (used != 0) {
       const uint32_t i = std::countr_zero(used);
       used &= used - 1;
-      const uint32_t slot = static_cast<uint32_t>(b * kSlotsPerBucket + i);
+      const uint32_t slot = r_.obj_slot(b, i);
       ObjectEntry* e = r_.entry(slot);
       if (LoadSeqCst(e->holders[c / 64]) & bit) {
         ClearHolder(slot, c);

@@ -96,8 +96,8 @@ class Recovery {
     for (uint64_t b = 0; b < r_.header()->obj_num_buckets; ++b) {
       uint64_t used = core::UsedSlots(LoadAcquire(r_.obj_bucket(b)->used));
       while (used != 0) {
-        const uint32_t slot = static_cast<uint32_t>(b * core::kSlotsPerBucket +
-                                                    std::countr_zero(used));
+        const uint32_t slot =
+            r_.obj_slot(b, static_cast<uint32_t>(std::countr_zero(used)));
         used &= used - 1;
         if (f(slot, r_.entry(slot))) return true;
       }
@@ -314,8 +314,8 @@ Verdict Recovery::FreePagesIfUnowned(uint64_t off, uint64_t bytes, uint32_t excl
 
 Verdict Recovery::ReleaseObjSlotIfUnowned(uint32_t slot) {
   if (slot >= r_.num_obj_slots()) return Verdict::kNotOurs;
-  core::BucketHeader* bh = r_.obj_bucket(slot / core::kSlotsPerBucket);
-  const uint64_t bit = uint64_t{1} << (slot % core::kSlotsPerBucket);
+  core::BucketHeader* bh = r_.obj_bucket(r_.obj_bucket_of(slot));
+  const uint64_t bit = uint64_t{1} << r_.obj_index_of(slot);
   const uint64_t s0 = LoadSeqCst(r_.entry(slot)->state);
   const core::ObjState st = core::StateOf(s0);
   if (st != core::kObjEmpty && st != core::kObjAborted) return Verdict::kNotOurs;

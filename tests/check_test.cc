@@ -104,10 +104,14 @@ class CheckTest : public ::testing::Test {
     ADD_FAILURE() << "no entry for " << id.hex();
     return r().entry(0);
   }
+  // The `used` bit of an object slot, or of a name slot.
   void SetUsed(core::BucketHeader* (core::Region::*bucket)(uint64_t) const, uint32_t slot,
                bool taken) const {
-    core::BucketHeader* b = (r().*bucket)(slot / core::kSlotsPerBucket);
-    const uint64_t bit = uint64_t{1} << (slot % core::kSlotsPerBucket);
+    const bool obj = bucket == &core::Region::obj_bucket;
+    core::BucketHeader* b =
+        (r().*bucket)(obj ? r().obj_bucket_of(slot) : slot / core::kSlotsPerBucket);
+    const uint64_t bit = uint64_t{1} << (obj ? r().obj_index_of(slot)
+                                             : slot % core::kSlotsPerBucket);
     b->used.store(taken ? b->used.load() | bit : b->used.load() & ~bit);
   }
 
@@ -225,7 +229,7 @@ TEST_F(CheckTest, TwoCommittedObjectsWithOneId) {
 
 TEST_F(CheckTest, TakenEmptySlotIsALeak) {
   // The last slot of bucket 3 is taken but EMPTY (no creator is running).
-  const uint32_t slot = 3 * core::kSlotsPerBucket + core::kSlotsPerBucket - 1;
+  const uint32_t slot = r().obj_slot(3, core::kSlotsPerBucket - 1);
   ASSERT_EQ(core::StateOf(r().entry(slot)->state.load()), core::kObjEmpty);
   SetUsed(&core::Region::obj_bucket, slot, true);
   ExpectProblem(true, {("object slot " + std::to_string(slot)).c_str(), "leaked"});

@@ -349,7 +349,7 @@ TEST_F(TableTest, BothBucketsFullThenReuse) {
   std::set<uint32_t> distinct(slots.begin(), slots.end());
   EXPECT_EQ(distinct.size(), slots.size());
   for (uint32_t s : slots) {
-    const uint64_t b = s / core::kSlotsPerBucket;
+    const uint64_t b = r_.region().obj_bucket_of(s);
     EXPECT_TRUE(b == k.bucket[0] || b == k.bucket[1]) << s;
   }
   // A released slot is claimed again at once.
@@ -370,16 +370,17 @@ TEST_F(TableTest, ObjectsFillTheFirstBucketThenSpillWithACount) {
   uint32_t slot;
   for (uint32_t i = 0; i < core::kSlotsPerBucket; ++i) {
     ASSERT_TRUE(table_.ClaimObjectSlot(k, &slot));
-    EXPECT_EQ(slot / core::kSlotsPerBucket, k.bucket[0]) << i;
-    EXPECT_FALSE(core::ObjectTable::Spilled(slot, k));
+    EXPECT_EQ(r_.region().obj_bucket_of(slot), k.bucket[0]) << i;
+    EXPECT_EQ(r_.region().obj_index_of(slot), i);
+    EXPECT_FALSE(table_.Spilled(slot, k));
     slots.push_back(slot);
   }
   EXPECT_EQ(core::SpillOf(b0->used.load()), 0u);
   // The first bucket is full: the next two go to the second, each counted.
   for (uint32_t i = 1; i <= 2; ++i) {
     ASSERT_TRUE(table_.ClaimObjectSlot(k, &slot));
-    EXPECT_EQ(slot / core::kSlotsPerBucket, k.bucket[1]);
-    EXPECT_TRUE(core::ObjectTable::Spilled(slot, k));
+    EXPECT_EQ(r_.region().obj_bucket_of(slot), k.bucket[1]);
+    EXPECT_TRUE(table_.Spilled(slot, k));
     EXPECT_EQ(core::SpillOf(b0->used.load()), i);
     EXPECT_EQ(core::UsedSlots(b0->used.load()), core::kUsedSlotsMask);
     slots.push_back(slot);
@@ -394,6 +395,30 @@ TEST_F(TableTest, ObjectsFillTheFirstBucketThenSpillWithACount) {
   EXPECT_EQ(core::SpillOf(b0->used.load()), 1u);
   for (uint32_t s : slots) table_.ReleaseObjectSlot(s, k);
   EXPECT_EQ(b0->used.load(), core::kSpillOne);
+}
+
+// Object slots are numbered index-major: the first slots of all buckets
+// are adjacent entries, so a sparse table (every id in the first slot of
+// its bucket) keeps its entries in a few pages.
+TEST_F(TableTest, FirstSlotsOfAllBucketsAreAdjacentEntries) {
+  const core::Region& r = r_.region();
+  const uint64_t nb = table_.num_buckets();
+  ASSERT_GE(nb, 4u);
+  for (uint64_t b = 0; b < nb; ++b) {
+    for (uint32_t i : {0u, 1u, core::kSlotsPerBucket - 1}) {
+      const uint32_t slot = r.obj_slot(b, i);
+      ASSERT_LT(slot, r.num_obj_slots());
+      EXPECT_EQ(r.obj_bucket_of(slot), b);
+      EXPECT_EQ(r.obj_index_of(slot), i);
+    }
+    EXPECT_EQ(r.entry(r.obj_slot(b, 0)) - r.entry(r.obj_slot(0, 0)), static_cast<ptrdiff_t>(b));
+  }
+  // A fresh claim takes the first slot of the key's first bucket.
+  const Key k = MakeKey(IdHash(MakeId(5, 5).data()), nb);
+  uint32_t slot;
+  ASSERT_TRUE(table_.ClaimObjectSlot(k, &slot));
+  EXPECT_EQ(slot, r.obj_slot(k.bucket[0], 0));
+  table_.ReleaseObjectSlot(slot, k);
 }
 
 TEST_F(TableTest, SpillCountSticksAt255) {
