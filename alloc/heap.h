@@ -118,7 +118,7 @@ class Heap {
 
   // Gives every empty span back to the page bitmap; returns how many.
   // Allocate calls it when it finds no room.
-  uint64_t ReclaimEmptySpans(core::OpRecord* rec = nullptr);
+  [[gnu::noinline]] uint64_t ReclaimEmptySpans(core::OpRecord* rec = nullptr);
 
   // Recovery's primitives (the monitor, on a dead client's behalf).
   // Clears the bit of block `offset` (class `cls`) and counts a free, unless
@@ -164,12 +164,12 @@ class Heap {
   bool NewSpan(uint32_t cls, AllocHints* hints, uint64_t* offset,
                core::OpRecord* rec);
   void FreeSmall(uint64_t offset, uint32_t cls, core::OpRecord* rec);
-  bool RetireSpan(uint64_t span, uint64_t state, core::OpRecord* rec);
+  [[gnu::noinline]] bool RetireSpan(uint64_t span, uint64_t state, core::OpRecord* rec);
   void ClearSpan(uint64_t span, uint32_t cls);
   bool AllocPages(uint64_t npages, AllocHints* hints, uint64_t* first_page,
                   core::OpRecord* rec);
   bool ClaimMultiWord(uint64_t word, uint64_t full_words, uint32_t tail_bits);
-  void FreePages(uint64_t first_page, uint64_t npages);
+  [[gnu::noinline]] void FreePages(uint64_t first_page, uint64_t npages);
 
   core::Region r_;
 };

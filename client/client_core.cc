@@ -204,6 +204,21 @@ int64_t DeadlineAfter(int64_t now_ns, int64_t timeout_ms) {
   return now_ns + timeout_ms * 1000000;
 }
 
+// BuildObject's refusals of a size, out of line (cold).
+[[gnu::noinline, gnu::cold]] Status BadSize(int64_t size, uint64_t heap_size) {
+  if (size < 0) {
+    return Status::InvalidArgument("object size " + std::to_string(size) + " is negative");
+  }
+  return Status::InvalidArgument("object size " + std::to_string(size) +
+                                 " exceeds the store's capacity of " +
+                                 std::to_string(heap_size) + " bytes");
+}
+
+// A failed create's status, naming the id (cold).
+[[gnu::noinline, gnu::cold]] Status WithId(const Status& s, const ObjectId& id) {
+  return Status(s.code(), s.message() + " (id " + id.hex() + ")");
+}
+
 Status ValidateName(std::string_view name) {
   if (name.size() > kMaxNameLength) {
     return Status::InvalidArgument("name is " + std::to_string(name.size()) +
@@ -565,15 +580,7 @@ Status ClientCore::BuildObject(const ObjectId& id, int64_t size,
   mb->data_ = nullptr;
   if (inert_) return CheckUsable();
   const uint64_t heap_size = region_.header()->heap_size;
-  if (size < 0) {
-    return Status::InvalidArgument("object size " + std::to_string(size) +
-                                   " is negative");
-  }
-  if (static_cast<uint64_t>(size) > heap_size) {
-    return Status::InvalidArgument("object size " + std::to_string(size) +
-                                   " exceeds the store's capacity of " +
-                                   std::to_string(heap_size) + " bytes");
-  }
+  if (size < 0 || static_cast<uint64_t>(size) > heap_size) return BadSize(size, heap_size);
   // The common case, no name and no metadata, has nothing to check here
   // and no info block (InfoSize 0).
   const bool plain = name.empty() && metadata.empty();
@@ -601,11 +608,10 @@ Status ClientCore::BuildObject(const ObjectId& id, int64_t size,
   // makes the object visible to rivals). When the heap is full, a duplicate
   // id or name still answers AlreadyExists, the more useful of the two.
   auto out_of_memory = [&](const std::string& msg) {
-    if (store_->ExistsCommitted(a)) {
-      return Status::AlreadyExists("an object with this id or name exists (id " +
-                                   id.hex() + ")");
-    }
-    return Status::OutOfMemory(msg + " (id " + id.hex() + ")");
+    return WithId(store_->ExistsCommitted(a)
+                      ? Status::AlreadyExists("an object with this id or name exists")
+                      : Status::OutOfMemory(msg),
+                  id);
   };
   alloc::Heap& heap = store_->heap();
   const uint64_t isize = plain ? 0 : InfoSize(name, metadata);
@@ -650,7 +656,7 @@ Status ClientCore::BuildObject(const ObjectId& id, int64_t size,
     heap.Free(doff, static_cast<uint64_t>(size), rec);
     GLINT_CRASH_POINT();
     heap.Free(ioff, isize, rec);
-    return Status(s.code(), s.message() + " (id " + id.hex() + ")");
+    return WithId(s, id);
   }
   mb->core_ = this;
   mb->data_ = region_.heap() + doff;
@@ -751,6 +757,12 @@ Status ClientCore::WaitFor(uint64_t wait_hash, int64_t timeout_ms, Find find,
     if (*slot == kNoSlot) break;
     if (Hold(*slot, *state)) return Status::OK();
   }
+  return WaitSlow(wait_hash, timeout_ms, find, live, slot, state);
+}
+
+template <typename Find, typename FindLive>
+Status ClientCore::WaitSlow(uint64_t wait_hash, int64_t timeout_ms, Find find,
+                            FindLive live, uint32_t* slot, uint64_t* state) {
   if (timeout_ms == 0) return Status::TimedOut("not sealed");
 
   const int64_t start = os::MonotonicNanos();

@@ -45,7 +45,7 @@ class ClientCore {
   // Called by Buffer / MutableBuffer.
   void Release(Buffer* b);
   Status Seal(MutableBuffer* mb);
-  Status Abort(MutableBuffer* mb);
+  [[gnu::noinline]] Status Abort(MutableBuffer* mb);
   Status Resize(MutableBuffer* mb, int64_t new_size);
 
   const uint8_t* base() const { return region_.base(); }
@@ -80,8 +80,14 @@ class ClientCore {
   template <typename Find, typename FindLive>
   Status WaitFor(uint64_t wait_hash, int64_t timeout_ms, Find find,
                  FindLive live, uint32_t* slot, uint64_t* state);
+  // WaitFor once the object was not found at once: spin, then sleep.
+  template <typename Find, typename FindLive>
+  [[gnu::noinline]] Status WaitSlow(uint64_t wait_hash, int64_t timeout_ms, Find find,
+                                    FindLive live, uint32_t* slot, uint64_t* state);
 
-  Status CheckUsable() const;
+  // Cold paths are kept out of line: the public calls are flattened (every
+  // call inlined, client/client.cc) down to these.
+  [[gnu::noinline, gnu::cold]] Status CheckUsable() const;
 
   // The undo-log records of this client (core/region.h): each running
   // operation takes one (a process-local bitmap of idle ones), and gives it
@@ -112,7 +118,7 @@ class ClientCore {
     core::OpRecord* rec;
     bool clean;
   };
-  Status LostBuild(const ObjectId& id) const;
+  [[gnu::noinline, gnu::cold]] Status LostBuild(const ObjectId& id) const;
 
   uint64_t id_ = 0;
   int sock_fd_ = -1;

@@ -68,7 +68,8 @@ class Store {
   // (ABORTED(gen)) and wakes waiters.
   // False when the entry is no longer this build.
   // `rec`: the caller's idle log record (its op is kOpNone again after).
-  bool Abort(uint32_t slot, uint64_t gen, uint64_t id_hash, OpRecord* rec);
+  [[gnu::noinline]] bool Abort(uint32_t slot, uint64_t gen, uint64_t id_hash,
+                               OpRecord* rec);
   // The tail of an abort, once the blocks are freed: FREEING(gen) ->
   // ABORTED(gen), name and slot given back. Recovery runs it too.
   void FinishAbort(uint32_t slot, uint64_t gen);
@@ -108,7 +109,7 @@ class Store {
 
   // True when a committed (being built or sealed) object has a.id or a.name.
   // For error paths: lets a full store still answer AlreadyExists.
-  bool ExistsCommitted(const CreateArgs& a) const;
+  [[gnu::noinline]] bool ExistsCommitted(const CreateArgs& a) const;
 
   // Counts by scanning the table: objects sealed and objects being built.
   void CountObjects(int64_t* sealed, int64_t* building) const;
