@@ -262,9 +262,10 @@ struct alignas(64) ObjectEntry {
   std::atomic<uint64_t> create_tsc;     // time-stamp counter at create
   std::atomic<uint64_t> seal_tsc;       // ... and at seal (0: unsealed)
   std::atomic<uint32_t> creator_pid;
-  // Bit (gen % 32) is set when generation gen of this slot was aborted; a
-  // claimer clears the bit of its own generation. Lets a getter that saw
-  // gen being built learn of the abort even after the slot was reused.
+  // Bit (gen % 32) is set when generation gen of this slot was aborted;
+  // whoever gives generation gen's slot back clears the bit of gen + 1
+  // first, so a claimer never reads it. Lets a getter that saw gen being
+  // built learn of the abort even after the slot was reused.
   std::atomic<uint32_t> aborted_gens;
 };
 static_assert(sizeof(ObjectEntry) == 128);

@@ -47,8 +47,9 @@ Status Store::Create(const CreateArgs& a, uint32_t* out_slot, uint64_t* out_gen,
     // reads them relaxed, then fences with acquire) must also see that the
     // previous occupant's state is gone when it re-reads the state word.
     std::atomic_thread_fence(std::memory_order_release);
-    StoreRelaxed(e->aborted_gens,
-                 LoadRelaxed(e->aborted_gens) & ~(1u << (gen % 32)));
+    // (aborted_gens: our generation's bit was cleared when the slot was
+    // given back; see SetAbortBits. Create only stores to the entry's
+    // second cache line, never loads it.)
     StoreRelaxed(e->id[0], a.id.w[0]);
     StoreRelaxed(e->id[1], a.id.w[1]);
     StoreRelaxed(e->data_offset, a.data_offset);
@@ -66,8 +67,9 @@ Status Store::Create(const CreateArgs& a, uint32_t* out_slot, uint64_t* out_gen,
     StoreRelaxed(e->creator_pid, a.pid);
     // Holder bits left on a free slot by a getter that died between setting
     // its bit and finding the entry gone: no getter of this generation can
-    // hold it yet (it is not SEALED), so they can all go.
-    for (auto& h : e->holders) StoreRelaxed(h, uint64_t{0});
+    // hold it yet (it is not SEALED), so they can all go. Only the words of
+    // client slots that exist can have bits (the checker reports others).
+    for (uint32_t w = 0; w < holder_words_; ++w) StoreRelaxed(e->holders[w], uint64_t{0});
     StoreRelease(e->state, MakeState(gen, kObjClaimed));
     GLINT_CRASH_POINT();
     table_.PublishObject(slot, a.id_key.fp);
@@ -197,9 +199,20 @@ Store::Verdict Store::Verify(const CreateArgs& a, uint32_t my_slot) {
 // Undoes a claim that did not commit (CLAIMED or KILLED, both ours): the
 // slot goes back to EMPTY(gen) with its fingerprint cleared, then its used
 // bit (release), so the next claimer sees a clean entry.
+// aborted_gens of an entry we own: bit (gen % 32) set if `aborted`, and the
+// bit of the next generation cleared, before the slot is given back, so the
+// next claimer (gen + 1) starts with its bit clear and never reads the word.
+// Only the entry's owner writes the word, so a load and a store do.
+static void SetAbortBits(ObjectEntry* e, uint64_t gen, bool aborted) {
+  uint32_t v = LoadRelaxed(e->aborted_gens) & ~(1u << ((gen + 1) % 32));
+  if (aborted) v |= 1u << (gen % 32);
+  StoreRelaxed(e->aborted_gens, v);
+}
+
 void Store::Unclaim(uint32_t slot, uint64_t gen, const Key& id_key) {
   ObjectEntry* e = r_.entry(slot);
   ReleaseName(slot);
+  SetAbortBits(e, gen, false);
   StoreRelease(e->state, MakeState(gen, kObjEmpty));
   GLINT_CRASH_POINT();
   table_.ReleaseObjectSlot(slot, id_key);
@@ -322,7 +335,7 @@ void Store::FinishAbort(uint32_t slot, uint64_t gen) {
   ObjectEntry* e = r_.entry(slot);
   const Key k = IdKeyOf(e);
   ReleaseName(slot);
-  e->aborted_gens.fetch_or(1u << (gen % 32), std::memory_order_relaxed);
+  SetAbortBits(e, gen, true);
   StoreSeqCst(e->state, MakeState(gen, kObjAborted));
   GLINT_CRASH_POINT();
   table_.ReleaseObjectSlot(slot, k);
@@ -359,8 +372,7 @@ void Store::ClearHolder(uint32_t slot, uint32_t c) {
 
 bool Store::AnyHolder(uint32_t slot) const {
   const ObjectEntry* e = r_.entry(slot);
-  const uint32_t words = (r_.header()->max_clients + 63) / 64;
-  for (uint32_t w = 0; w < words; ++w) {
+  for (uint32_t w = 0; w < holder_words_; ++w) {
     if (LoadSeqCst(e->holders[w]) != 0) return true;
   }
   return false;
@@ -410,6 +422,7 @@ void Store::FinishFree(uint32_t slot, uint64_t gen, const Key* id_key) {
   ObjectEntry* e = r_.entry(slot);
   const Key k = id_key != nullptr ? *id_key : IdKeyOf(e);
   ReleaseName(slot);
+  SetAbortBits(e, gen, false);
   StoreRelease(e->state, MakeState(gen, kObjEmpty));
   GLINT_CRASH_POINT();
   table_.ReleaseObjectSlot(slot, k);

@@ -18,6 +18,7 @@
 #ifndef GLINT_CORE_STORE_H_
 #define GLINT_CORE_STORE_H_
 
+#include <algorithm>
 #include <cstdint>
 #include <string_view>
 
@@ -46,7 +47,11 @@ struct CreateArgs {
 class Store {
  public:
   explicit Store(const Region& r)
-      : r_(r), table_(r), heap_(r), clock_(r.header()->tsc_per_us) {}
+      : r_(r),
+        table_(r),
+        heap_(r),
+        clock_(r.header()->tsc_per_us),
+        holder_words_(std::min<uint32_t>((r.header()->max_clients + 63) / 64, kHolderWords)) {}
 
   const Region& region() const { return r_; }
   ObjectTable& table() { return table_; }
@@ -131,6 +136,7 @@ class Store {
   ObjectTable table_;
   alloc::Heap heap_;
   os::TscClock clock_;  // create_time_us from the create's TSC reading
+  uint32_t holder_words_;  // holder words in use: (max_clients + 63) / 64
 };
 
 }  // namespace glint::core

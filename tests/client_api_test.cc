@@ -27,6 +27,7 @@
 #include "core/check.h"
 #include "core/object_table.h"
 #include "core/region.h"
+#include "core/store.h"
 #include "glint/glint.h"
 #include "tests/test_util.h"
 
@@ -1854,13 +1855,14 @@ TEST_F(ChurnTest, SteadyStateChurnWithLiveWindow) {
   EXPECT_TRUE(StoreBecomesEmpty(client_.get()));
 }
 
-// ================================================================ spill
+// ================================================================ slots
 //
-// An id lives in its first bucket while that has room; when it is full the
+// Tests that look at the table through the region (SlotTest). The spill
+// count: an id lives in its first bucket while that has room; when it is full the
 // id goes to its second bucket and the first counts it (the spill count),
 // so look-ups and rival creators still find it. These tests fill a first
 // bucket on purpose (the table of this store has few buckets).
-class SpillTest : public StoreTest {
+class SlotTest : public StoreTest {
  protected:
   void CustomizeOptions(StoreOptions* o) override { o->max_objects = 256; }
 
@@ -1890,7 +1892,7 @@ class SpillTest : public StoreTest {
   }
 };
 
-TEST_F(SpillTest, ASpilledObjectIsFoundByEveryCallAndItsCountComesBack) {
+TEST_F(SlotTest, ASpilledObjectIsFoundByEveryCallAndItsCountComesBack) {
   const ObjectId x = MakeId(77, 1);
   const core::Key kx = KeyOf(x);
   const std::vector<ObjectId> fill = IdsInFirstBucket(78, kx.bucket[0], core::kSlotsPerBucket);
@@ -1930,7 +1932,7 @@ TEST_F(SpillTest, ASpilledObjectIsFoundByEveryCallAndItsCountComesBack) {
   EXPECT_TRUE(StoreBecomesEmpty(client_.get()));
 }
 
-TEST_F(SpillTest, AbortedSpilledBuildTakesItsCountBack) {
+TEST_F(SlotTest, AbortedSpilledBuildTakesItsCountBack) {
   const ObjectId x = MakeId(80, 1);
   const core::Key kx = KeyOf(x);
   const std::vector<ObjectId> fill = IdsInFirstBucket(81, kx.bucket[0], core::kSlotsPerBucket);
@@ -1944,9 +1946,45 @@ TEST_F(SpillTest, AbortedSpilledBuildTakesItsCountBack) {
   EXPECT_TRUE(StoreBecomesEmpty(client_.get()));
 }
 
+// A getter that saw generation g of a slot being built learns whether g was
+// aborted from the entry's aborted_gens bits, even after the slot was reused:
+// the last 31 generations of one slot, aborted or sealed at random, each
+// answer for themselves (the slot's next claimer never clears them; whoever
+// gives a slot back clears the next generation's bit).
+TEST_F(SlotTest, AbortBitsOfEachGenerationSurviveReuseOfTheSlot) {
+  const ObjectId x = MakeId(95, 1);
+  const core::Region r = Region();
+  core::Store store(r);
+  const uint32_t slot = r.obj_slot(KeyOf(x).bucket[0], 0);
+  std::mt19937 rng(7);
+  std::vector<std::pair<uint64_t, bool>> history;  // generation, aborted
+  for (int round = 0; round < 80; ++round) {
+    MutableBuffer mb;
+    GLINT_ASSERT_OK(client_->BuildObject(x, 16, &mb));
+    const uint64_t st = r.entry(slot)->state.load();
+    ASSERT_EQ(core::StateOf(st), core::kObjCreating) << "x is not in the slot expected";
+    const uint64_t gen = core::GenOf(st);
+    EXPECT_FALSE(store.WasAborted(slot, gen)) << "generation " << gen << " starts aborted";
+    const bool abort = rng() % 2 == 0;
+    if (abort) {
+      GLINT_ASSERT_OK(mb.Abort());
+    } else {
+      GLINT_ASSERT_OK(mb.Seal());
+      GLINT_ASSERT_OK(client_->Delete(x));
+    }
+    history.emplace_back(gen, abort);
+    for (const auto& [g, aborted] : history) {
+      if (gen - g < 31) {
+        EXPECT_EQ(store.WasAborted(slot, g), aborted) << "generation " << g << " at " << gen;
+      }
+    }
+  }
+  EXPECT_TRUE(StoreBecomesEmpty(client_.get()));
+}
+
 // The checker finds a spill count too low (an object its look-ups would
 // miss), in a copy of the region.
-TEST_F(SpillTest, CheckerReportsASpillCountTooLow) {
+TEST_F(SlotTest, CheckerReportsASpillCountTooLow) {
   const ObjectId x = MakeId(90, 1);
   const core::Key kx = KeyOf(x);
   std::vector<ObjectId> fill = IdsInFirstBucket(91, kx.bucket[0], core::kSlotsPerBucket + 1);
@@ -1988,7 +2026,7 @@ TEST_F(SpillTest, CheckerReportsASpillCountTooLow) {
 // has one free slot: one of them takes it, the other spills. Exactly one
 // must win each round (the spill count is what makes the one in the first
 // bucket look in the second).
-TEST_F(SpillTest, RivalsOfOneIdAcrossTheTwoBucketsExactlyOneWins) {
+TEST_F(SlotTest, RivalsOfOneIdAcrossTheTwoBucketsExactlyOneWins) {
   constexpr int kRounds = 300;
   std::unique_ptr<Client> other;
   ASSERT_TRUE(Connect(&other));
