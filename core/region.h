@@ -329,15 +329,27 @@ Status ComputeLayout(const LayoutParams& params, RegionHeader* out);
 class Region {
  public:
   Region() = default;
-  // Reads the header's table geometry (obj_num_buckets) once: construct a
-  // Region over a formatted region (its header written, whether or not it
-  // validates).
+  // Reads the header's geometry (section offsets, obj_num_buckets) once, so
+  // the accessors below cost one load, not a reload of the header after
+  // every atomic operation. Construct a Region over a formatted region (its
+  // header written); the accessors mean something only once the header
+  // passed Validate. (Addresses are kept as integers: a damaged header's
+  // offsets never become out-of-range pointer arithmetic.)
   Region(uint8_t* base, uint64_t size) : base_(base), size_(size) {
-    if (size >= sizeof(RegionHeader)) {
-      const uint64_t nb = header()->obj_num_buckets;
-      obj_mask_ = nb - 1;
-      obj_bits_ = static_cast<uint32_t>(std::countr_zero(nb)) & 63;
-    }
+    if (size < sizeof(RegionHeader)) return;
+    const RegionHeader* h = header();
+    const uintptr_t b = reinterpret_cast<uintptr_t>(base);
+    const uint64_t nb = h->obj_num_buckets;
+    obj_mask_ = nb - 1;
+    obj_bits_ = static_cast<uint32_t>(std::countr_zero(nb)) & 63;
+    clients_ = b + h->clients_offset;
+    waits_ = b + h->waits_offset;
+    obj_buckets_ = b + h->obj_buckets_offset;
+    entries_ = b + h->obj_entries_offset;
+    name_buckets_ = b + h->name_buckets_offset;
+    name_entries_ = b + h->name_entries_offset;
+    spans_ = b + h->span_table_offset;
+    heap_ = b + h->heap_offset;
   }
 
   // Writes a fresh header and zeroes/initialises every section.
@@ -354,33 +366,26 @@ class Region {
     return reinterpret_cast<RegionHeader*>(base_);
   }
   ClientSlot* client(uint32_t i) const {
-    return reinterpret_cast<ClientSlot*>(base_ + header()->clients_offset +
-                                         uint64_t{i} * kClientStride);
+    return reinterpret_cast<ClientSlot*>(clients_ + uint64_t{i} * kClientStride);
   }
   OpRecord* record(uint32_t client, uint32_t i) const {
-    return reinterpret_cast<OpRecord*>(base_ + header()->clients_offset +
-                                       uint64_t{client} * kClientStride +
+    return reinterpret_cast<OpRecord*>(clients_ + uint64_t{client} * kClientStride +
                                        kClientHeaderBytes) + i;
   }
   WaitBucket* wait_bucket(uint64_t hash) const {
-    return reinterpret_cast<WaitBucket*>(base_ + header()->waits_offset) +
-           (hash % kNumWaitBuckets);
+    return reinterpret_cast<WaitBucket*>(waits_) + (hash % kNumWaitBuckets);
   }
   BucketHeader* obj_bucket(uint64_t b) const {
-    return reinterpret_cast<BucketHeader*>(base_ +
-                                           header()->obj_buckets_offset) + b;
+    return reinterpret_cast<BucketHeader*>(obj_buckets_) + b;
   }
   ObjectEntry* entry(uint32_t slot) const {
-    return reinterpret_cast<ObjectEntry*>(base_ +
-                                          header()->obj_entries_offset) + slot;
+    return reinterpret_cast<ObjectEntry*>(entries_) + slot;
   }
   BucketHeader* name_bucket(uint64_t b) const {
-    return reinterpret_cast<BucketHeader*>(base_ +
-                                           header()->name_buckets_offset) + b;
+    return reinterpret_cast<BucketHeader*>(name_buckets_) + b;
   }
   NameEntry* name_entry(uint32_t slot) const {
-    return reinterpret_cast<NameEntry*>(base_ +
-                                        header()->name_entries_offset) + slot;
+    return reinterpret_cast<NameEntry*>(name_entries_) + slot;
   }
   std::atomic<uint64_t>* page_bitmap() const {
     return reinterpret_cast<std::atomic<uint64_t>*>(
@@ -391,16 +396,13 @@ class Region {
   std::atomic<uint64_t>* page_epochs() const {
     return page_bitmap() + header()->page_bitmap_words;
   }
-  SpanMeta* span(uint64_t i) const {
-    return reinterpret_cast<SpanMeta*>(base_ + header()->span_table_offset) +
-           i;
-  }
+  SpanMeta* span(uint64_t i) const { return reinterpret_cast<SpanMeta*>(spans_) + i; }
   std::atomic<uint64_t>* class_hints(uint32_t cls) const {
     return reinterpret_cast<std::atomic<uint64_t>*>(
                base_ + header()->class_hints_offset) +
            uint64_t{cls} * header()->class_hint_words;
   }
-  uint8_t* heap() const { return base_ + header()->heap_offset; }
+  uint8_t* heap() const { return reinterpret_cast<uint8_t*>(heap_); }
   uint64_t num_obj_slots() const {
     return header()->obj_num_buckets * kSlotsPerBucket;
   }
@@ -424,6 +426,9 @@ class Region {
   uint64_t size_ = 0;
   uint64_t obj_mask_ = 0;  // obj_num_buckets - 1
   uint32_t obj_bits_ = 0;  // log2(obj_num_buckets)
+  // base + the header's offset of each section (see the constructor).
+  uintptr_t clients_ = 0, waits_ = 0, obj_buckets_ = 0, entries_ = 0,
+            name_buckets_ = 0, name_entries_ = 0, spans_ = 0, heap_ = 0;
 };
 
 }  // namespace glint::core
