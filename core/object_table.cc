@@ -223,8 +223,11 @@ static bool TakeFreeSlot(BucketHeader* bh, SlotOf slot_of, uint64_t u,
 }
 
 // Spill count of an object bucket, +1 or -1 by CAS (SeqCst), sticky at 255.
+// The first load is SeqCst too: at 255 it is the only operation, and the
+// publish/verify argument needs the raise (here: reading the 255) in the
+// single total order before our publish (found in review).
 static void AddSpill(BucketHeader* bh, bool up) {
-  uint64_t u = LoadRelaxed(bh->used);
+  uint64_t u = LoadSeqCst(bh->used);
   for (;;) {
     const uint32_t n = SpillOf(u);
     if (n == kSpillSticky || (!up && n == 0)) return;

@@ -1,10 +1,12 @@
 // Copyright (c) glint authors.
 //
 // The object table and the name index: two tables of buckets of 56 slots.
-// An id (or a name) hashes to two buckets; it lives in one of them. A bucket
-// header is one cache line: a `used` bitmap (slot taken) and a fingerprint
-// byte per slot (0: nothing published there), so a lookup reads two header
-// lines and only the entries whose fingerprint matches.
+// An id (or a name) hashes to two buckets; it lives in one of them (an id
+// in its first whenever that has room, a name in the emptier). A bucket
+// header is one cache line: a `used` bitmap (slot taken, and for object
+// buckets the spill count) and a fingerprint byte per slot (0: never used),
+// so an id look-up reads one header line (two when its first bucket
+// spilled) and only the entries whose fingerprint matches.
 //
 // Slots are claimed with one CAS on `used` and given back by clearing the
 // bit, so deleted slots are reused at once and the table never degrades.

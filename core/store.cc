@@ -15,10 +15,12 @@ namespace glint::core {
 // Two creators of one id (or one name) must not both commit. Each creator:
 //   (1) claims a free slot (CAS on its bucket's `used`), writes the entry and
 //       stores CLAIMED(gen) with release;
-//   (2) publishes the slot's fingerprint with a SeqCst store (and, for a
+//   (2) publishes the slot's fingerprint with a SeqCst RMW (and, for a
 //       named object, its name slot's fingerprint the same way);
-//   (3) Verify: loads (SeqCst) every fingerprint of the id's two buckets and
-//       the name's two buckets, and for each other entry of the same id/name:
+//   (3) Verify: loads (SeqCst) every fingerprint of the id's first bucket,
+//       of its second when we spilled there or the first's spill count says
+//       someone may have, and of the name's two buckets; for each other
+//       entry of the same id/name:
 //       CREATING or SEALED -> it loses; CLAIMED -> it kills that entry
 //       (CAS CLAIMED -> KILLED);
 //   (4) commits with CAS CLAIMED(gen) -> CREATING(gen); if the CAS fails it
@@ -196,9 +198,6 @@ Store::Verdict Store::Verify(const CreateArgs& a, uint32_t my_slot) {
   return Verdict::kWin;
 }
 
-// Undoes a claim that did not commit (CLAIMED or KILLED, both ours): the
-// slot goes back to EMPTY(gen) with its fingerprint cleared, then its used
-// bit (release), so the next claimer sees a clean entry.
 // aborted_gens of an entry we own: bit (gen % 32) set if `aborted`, and the
 // bit of the next generation cleared, before the slot is given back, so the
 // next claimer (gen + 1) starts with its bit clear and never reads the word.
@@ -209,6 +208,9 @@ static void SetAbortBits(ObjectEntry* e, uint64_t gen, bool aborted) {
   StoreRelaxed(e->aborted_gens, v);
 }
 
+// Undoes a claim that did not commit (CLAIMED or KILLED, both ours): the
+// entry goes back to EMPTY(gen), then its used bit (release; the stale
+// fingerprint stays, masked by `used`), then a spill count it took.
 void Store::Unclaim(uint32_t slot, uint64_t gen, const Key& id_key) {
   ObjectEntry* e = r_.entry(slot);
   ReleaseName(slot);
@@ -348,7 +350,10 @@ bool Store::WasAborted(uint32_t slot, uint64_t gen) const {
   const uint64_t cg = GenOf(cur);
   if (cg < gen) return false;
   if (cg == gen && StateOf(cur) != kObjAborted) return false;
-  if (cg - gen >= 32) return true;  // long gone, never sealed for us
+  // Long gone, never sealed for us. At 31 generations on, the bit of gen
+  // may already be cleared: the give-back of gen + 31 clears the bit of
+  // gen + 32, which is gen's (SetAbortBits).
+  if (cg - gen >= 31) return true;
   return (LoadRelaxed(e->aborted_gens) >> (gen % 32)) & 1;
 }
 
