@@ -554,9 +554,7 @@ void ClientCore::FillBuffer(uint32_t slot, uint64_t state, Buffer* b) {
   b->gen_ = core::GenOf(state);
   b->data_ = region_.heap() + LoadRelaxed(e->data_offset);
   b->size_ = static_cast<int64_t>(LoadRelaxed(e->data_size));
-  const uint64_t w0 = LoadRelaxed(e->id[0]), w1 = LoadRelaxed(e->id[1]);
-  std::memcpy(b->id_.mutable_data(), &w0, 8);
-  std::memcpy(b->id_.mutable_data() + 8, &w1, 8);
+  std::memcpy(b->id_.mutable_data(), core::EntryId(e).w, 16);
 }
 
 void ClientCore::Release(Buffer* b) {
@@ -948,9 +946,7 @@ Status ClientCore::Delete(const ObjectId& id) {
 
 void ClientCore::FillInfo(uint32_t slot, uint64_t state, ObjectInfo* info) const {
   const core::ObjectEntry* e = region_.entry(slot);
-  const uint64_t w0 = LoadRelaxed(e->id[0]), w1 = LoadRelaxed(e->id[1]);
-  std::memcpy(info->id.mutable_data(), &w0, 8);
-  std::memcpy(info->id.mutable_data() + 8, &w1, 8);
+  std::memcpy(info->id.mutable_data(), core::EntryId(e).w, 16);
   info->size = static_cast<int64_t>(LoadRelaxed(e->data_size));
   info->create_time = LoadRelaxed(e->create_time_us);
   const uint64_t c_tsc = LoadRelaxed(e->create_tsc);

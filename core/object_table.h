@@ -76,6 +76,12 @@ inline IdWords LoadIdWords(const uint8_t id[16]) {
   std::memcpy(w.w, id, 16);
   return w;
 }
+// The id an entry holds (relaxed: the caller owns the entry, or re-checks
+// its state afterwards as a seqlock reader does).
+inline IdWords EntryId(const ObjectEntry* e) {
+  return IdWords{{e->id[0].load(std::memory_order_relaxed),
+                  e->id[1].load(std::memory_order_relaxed)}};
+}
 
 // Bits of the slots (0..55) of bucket `bh` whose fingerprint equals `fp`,
 // possibly with false positives (never false negatives). With seq_cst the

@@ -224,8 +224,7 @@ void Store::Unclaim(uint32_t slot, uint64_t gen, const Key& id_key) {
 // The key of the id an entry holds (it is ours: freeing, aborting or
 // unclaiming it), read before the slot is given back and may be rewritten.
 Key Store::IdKeyOf(const ObjectEntry* e) const {
-  const IdWords w{{LoadRelaxed(e->id[0]), LoadRelaxed(e->id[1])}};
-  return MakeKey(IdHash(w.w), r_.header()->obj_num_buckets);
+  return MakeKey(IdHash(EntryId(e).w), r_.header()->obj_num_buckets);
 }
 
 // The entry is ours (uncommitted, or won for freeing): its name slot goes.
@@ -471,8 +470,7 @@ void Store::ReleaseClient(uint32_t c, OpRecord* rec) {
       MaybeFree(slot, rec);
       const uint64_t s = LoadAcquire(e->state);
       if (LoadRelaxed(e->creator_slot) != c || StateOf(s) != kObjCreating) continue;
-      const IdWords w{{LoadRelaxed(e->id[0]), LoadRelaxed(e->id[1])}};
-      Abort(slot, GenOf(s), IdHash(w.w), rec);
+      Abort(slot, GenOf(s), IdHash(EntryId(e).w), rec);
     }
   }
 }

@@ -436,8 +436,7 @@ void Recovery::FinishRecord(OpRecord* rec) {
         } else {
           s_->FinishFree(slot, gen);
         }
-        const core::IdWords w{{LoadRelaxed(e->id[0]), LoadRelaxed(e->id[1])}};
-        s_->Wake(core::IdHash(w.w));
+        s_->Wake(core::IdHash(core::EntryId(e).w));
         if (named) s_->Wake(name_hash);
       }
     } else if (now == core::kObjEmpty || now == core::kObjAborted) {
@@ -501,8 +500,7 @@ void Recovery::ScanEntries(OpRecord* rec0) {
     }
     const core::ObjState now = core::StateOf(st);
     if (now == core::kObjCreating) {
-      const core::IdWords w{{LoadRelaxed(e->id[0]), LoadRelaxed(e->id[1])}};
-      s_->Abort(slot, core::GenOf(st), core::IdHash(w.w), rec0);
+      s_->Abort(slot, core::GenOf(st), core::IdHash(core::EntryId(e).w), rec0);
     } else if (now == core::kObjClaimed || now == core::kObjKilled) {
       StoreRelaxed(rec0->obj_slot, slot);
       StoreRelaxed(rec0->gen, core::GenOf(st));
