@@ -192,11 +192,11 @@ class Checker {
       return static_cast<uint8_t>(word >> (8 * (i % 8))) == k.fp;
     };
     const Key id_key = MakeKey(IdHash(n.id), h_->obj_num_buckets);
-    if (!placed(&Region::obj_bucket, r_, id_key, r_.obj_bucket_of(slot),
-                r_.obj_index_of(slot))) {
+    const uint64_t bucket = r_.obj_bucket_of(slot);
+    if (!placed(&Region::obj_bucket, r_, id_key, bucket, r_.obj_index_of(slot))) {
       EntryProblem(slot, n, Slot(slot) + " cannot be found by its id (its id or "
                                          "fingerprint is damaged)");
-    } else if (ObjectTable(r_).Spilled(slot, id_key)) {
+    } else if (bucket != id_key.bucket[0]) {
       // In its second bucket: look-ups go there only while the first
       // bucket's spill count is above zero.
       const uint64_t b0 = id_key.bucket[0];
