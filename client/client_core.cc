@@ -597,6 +597,8 @@ Status ClientCore::BuildObject(const ObjectId& id, int64_t size,
   a.id = core::LoadIdWords(id.data());
   const uint64_t id_hash = core::IdHash(id.data());
   a.id_key = core::MakeKey(id_hash, region_.header()->obj_num_buckets);
+  // Before the allocation, so that the table's misses overlap it.
+  store_->table().PrefetchForCreate(a.id_key);
   a.name = name;
   if (!name.empty()) {
     a.name_key = core::MakeKey(core::NameHash(name),

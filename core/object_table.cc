@@ -140,6 +140,7 @@ bool ObjectTable::NameMatches(uint32_t slot, uint64_t state,
 template <typename StatePred>
 uint32_t ObjectTable::FindIf(const Key& k, const IdWords& id, StatePred pred,
                              uint64_t* state) const {
+  PrefetchForLookup(k);
   auto find_in = [&](uint64_t b, uint64_t m) -> uint32_t {
     while (m != 0) {
       const uint32_t i = std::countr_zero(m);
