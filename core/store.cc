@@ -270,15 +270,18 @@ bool Store::Seal(uint32_t slot, uint64_t gen, uint64_t id_hash) {
   return true;
 }
 
-bool Store::NameHashOf(const ObjectEntry* e, uint64_t* hash) const {
-  const uint16_t len = LoadRelaxed(e->name_len);
-  if (len == 0) return false;
+// The hash only picks the wait bucket to wake, so a damaged entry (a length
+// past the limit, a block outside the heap: recovery reads entries a dead
+// client may have left so) hashes what part of it is in range instead of
+// reading or writing out of bounds.
+uint64_t Store::HashName(const ObjectEntry* e, uint16_t len) const {
   char name[kMaxNameBytes];
-  const auto* src = reinterpret_cast<const std::atomic<uint8_t>*>(
-      r_.heap() + LoadRelaxed(e->info_offset));
+  const uint64_t heap_size = r_.header()->heap_size;
+  const uint64_t off = std::min(LoadRelaxed(e->info_offset), heap_size);
+  len = static_cast<uint16_t>(std::min<uint64_t>({len, kMaxNameBytes, heap_size - off}));
+  const auto* src = reinterpret_cast<const std::atomic<uint8_t>*>(r_.heap() + off);
   for (uint16_t i = 0; i < len; ++i) name[i] = static_cast<char>(LoadRelaxed(src[i]));
-  *hash = NameHash(std::string_view(name, len));
-  return true;
+  return NameHash(std::string_view(name, len));
 }
 
 void Store::Wake(uint64_t hash) {

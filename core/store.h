@@ -23,6 +23,7 @@
 #include <string_view>
 
 #include "alloc/heap.h"
+#include "core/atomics.h"
 #include "core/object_table.h"
 #include "core/os.h"
 #include "core/region.h"
@@ -107,7 +108,10 @@ class Store {
   // Gives back the entry's name slot if it still points at `slot`.
   void ReleaseName(uint32_t slot);
   // The hash of the entry's name; false when it has none.
-  bool NameHashOf(const ObjectEntry* e, uint64_t* hash) const;
+  bool NameHashOf(const ObjectEntry* e, uint64_t* hash) const {
+    const uint16_t len = LoadRelaxed(e->name_len);
+    return len != 0 && (*hash = HashName(e, len), true);
+  }
 
   // Wakes getters sleeping in the wait bucket of `hash`, if any.
   void Wake(uint64_t hash);
@@ -128,6 +132,9 @@ class Store {
   void FreeBlocks(ObjectEntry* e, OpRecord* rec);
   void Unclaim(uint32_t slot, uint64_t gen, const Key& id_key);
   Key IdKeyOf(const ObjectEntry* e) const;
+  // The hash of the entry's name of `len` (> 0) bytes. Out of line: its
+  // name buffer would otherwise enlarge the frame of every seal.
+  [[gnu::noinline]] uint64_t HashName(const ObjectEntry* e, uint16_t len) const;
   static constexpr size_t kMaxNameBytes = 255;
   enum class Verdict { kWin, kLose, kRetry };
   Verdict Verify(const CreateArgs& a, uint32_t my_slot);

@@ -23,6 +23,7 @@
 #include "core/object_table.h"
 #include "core/os.h"
 #include "core/region.h"
+#include "core/store.h"
 #include "tests/test_region.h"
 #include "tests/test_util.h"
 
@@ -400,6 +401,38 @@ TEST_F(TableTest, ObjectsFillTheFirstBucketThenSpillWithACount) {
 // Object slots are numbered index-major: the first slots of all buckets
 // are adjacent entries, so a sparse table (every id in the first slot of
 // its bucket) keeps its entries in a few pages.
+// An entry's name is hashed (to find the wait bucket to wake) by seals,
+// aborts and by recovery, which reads entries a dead or buggy client may
+// have scribbled on. A name length past the 255-byte limit or a name block
+// at or past the heap's end is hashed as far as it is in range: the hash
+// once copied `name_len` bytes (up to 65535) into a 255-byte stack buffer.
+TEST(StoreNameHashTest, DamagedEntryIsHashedWithinBounds) {
+  TestRegion tr(1 << 20, 1000, 4);
+  ASSERT_TRUE(tr.status().ok());
+  const core::Region r = tr.region();
+  core::Store store(r);
+  core::ObjectEntry* e = r.entry(0);
+  uint64_t h = 0;
+  e->name_len.store(0);
+  EXPECT_FALSE(store.NameHashOf(e, &h));
+
+  const uint64_t heap = tr.heap_size();
+  std::memset(tr.heap_base(), 'x', 300);
+  e->info_offset.store(0);
+  e->name_len.store(60000);
+  ASSERT_TRUE(store.NameHashOf(e, &h));
+  EXPECT_EQ(h, NameHash(std::string(255, 'x')));
+
+  std::memcpy(tr.heap_base() + heap - 3, "abc", 3);
+  e->info_offset.store(heap - 3);
+  ASSERT_TRUE(store.NameHashOf(e, &h));
+  EXPECT_EQ(h, NameHash("abc"));
+
+  e->info_offset.store(~uint64_t{0} - 7);
+  ASSERT_TRUE(store.NameHashOf(e, &h));
+  EXPECT_EQ(h, NameHash(""));
+}
+
 TEST_F(TableTest, FirstSlotsOfAllBucketsAreAdjacentEntries) {
   const core::Region& r = r_.region();
   const uint64_t nb = table_.num_buckets();
