@@ -71,7 +71,9 @@ Status Store::Create(const CreateArgs& a, uint32_t* out_slot, uint64_t* out_gen,
     // its bit and finding the entry gone: no getter of this generation can
     // hold it yet (it is not SEALED), so they can all go. Only the words of
     // client slots that exist can have bits (the checker reports others).
-    for (uint32_t w = 0; w < holder_words_; ++w) StoreRelaxed(e->holders[w], uint64_t{0});
+    // (Word 0 first, outside the loop: the common store has one word.)
+    StoreRelaxed(e->holders[0], uint64_t{0});
+    for (uint32_t w = 1; w < holder_words_; ++w) StoreRelaxed(e->holders[w], uint64_t{0});
     StoreRelease(e->state, MakeState(gen, kObjClaimed));
     GLINT_CRASH_POINT();
     table_.PublishObject(slot, a.id_key.fp);
@@ -157,27 +159,28 @@ Store::Verdict Store::Verify(const CreateArgs& a, uint32_t my_slot) {
   // The id's first bucket, and its second when we spilled there or the
   // first's spill count (loaded SeqCst, after our publish) says a rival
   // may have: see ObjectTable::ClaimObjectSlot and docs/ARCHITECTURE.md.
-  const uint64_t my_bucket = r_.obj_bucket_of(my_slot);
-  const uint64_t my_bit = uint64_t{1} << r_.obj_index_of(my_slot);
-  const bool spilled = my_bucket != a.id_key.bucket[0];
-  for (int which = 0; which < 2; ++which) {
-    const uint64_t b = a.id_key.bucket[which];
-    if (which == 1 && !spilled &&
-        SpillOf(LoadSeqCst(r_.obj_bucket(a.id_key.bucket[0])->used)) == 0) {
-      break;
-    }
+  // Judges every rival of the id in bucket `b` (our own slot excluded);
+  // true when one of them is committed.
+  auto loses_in = [&](uint64_t b) {
     uint64_t m = MatchFingerprints(r_.obj_bucket(b), a.id_key.fp, true);
-    if (b == my_bucket) m &= ~my_bit;  // ourselves
+    if (b == r_.obj_bucket_of(my_slot)) m &= ~(uint64_t{1} << r_.obj_index_of(my_slot));
     while (m != 0) {
       const uint32_t i = std::countr_zero(m);
       m &= m - 1;
-      const uint32_t slot = r_.obj_slot(b, i);
-      if (judge(slot, [&](uint32_t sl, uint64_t s) {
+      if (judge(r_.obj_slot(b, i), [&](uint32_t sl, uint64_t s) {
             return table_.IdMatches(sl, s, a.id);
           }) == Verdict::kLose) {
-        return Verdict::kLose;
+        return true;
       }
     }
+    return false;
+  };
+  const uint64_t b0 = a.id_key.bucket[0];
+  if (loses_in(b0)) return Verdict::kLose;
+  if ((r_.obj_bucket_of(my_slot) != b0 ||
+       SpillOf(LoadSeqCst(r_.obj_bucket(b0)->used)) != 0) &&
+      loses_in(a.id_key.bucket[1])) {
+    return Verdict::kLose;
   }
   if (a.name.empty()) return Verdict::kWin;
   for (uint64_t b : a.name_key.bucket) {
