@@ -255,7 +255,9 @@ Verdict Recovery::FreeSmallIfUnowned(uint64_t off, uint64_t size, uint32_t exclu
 
 Verdict Recovery::FreePagesIfUnowned(uint64_t off, uint64_t bytes, uint32_t exclude) {
   const auto* h = r_.header();
-  if (off % kPage != 0 || bytes == 0 || off + bytes > h->heap_size) {
+  // (off + bytes could wrap for a damaged record's offset near 2^64.)
+  if (off % kPage != 0 || bytes == 0 || off >= h->heap_size ||
+      bytes > h->heap_size - off) {
     return Verdict::kNotOurs;
   }
   const uint64_t p0 = off / kPage, np = bytes / kPage;
