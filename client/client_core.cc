@@ -974,7 +974,8 @@ void ClientCore::FillInfo(uint32_t slot, uint64_t state, ObjectInfo* info) const
   const uint64_t ioff = LoadRelaxed(e->info_offset);
   info->name.clear();
   info->metadata_size = 0;
-  if (isize > 0 && ioff + isize <= region_.header()->heap_size &&
+  const uint64_t heap_size = region_.header()->heap_size;
+  if (isize > 0 && isize <= heap_size && ioff <= heap_size - isize &&  // no wrap
       name_len <= isize) {
     std::vector<uint8_t> copy(isize);
     AtomicCopyOut(copy.data(), region_.heap() + ioff, isize);
@@ -1052,6 +1053,13 @@ Status ClientCore::GetMetadata(const ObjectId& id, const std::string& key,
   const core::ObjectEntry* e = region_.entry(slot);
   const uint64_t ioff = LoadRelaxed(e->info_offset);
   const uint32_t isize = LoadRelaxed(e->info_size);
+  const uint64_t heap_size = region_.header()->heap_size;
+  if (isize > heap_size || ioff > heap_size - isize) {  // a damaged entry
+    Unhold(slot);
+    return Status::Corrupt("object " + id.hex() + ": its metadata block [" +
+                           std::to_string(ioff) + ", +" + std::to_string(isize) +
+                           ") lies outside the heap");
+  }
   const uint8_t* p = region_.heap() + ioff;
   uint64_t voff = 0;
   uint32_t vlen = 0;

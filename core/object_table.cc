@@ -117,7 +117,9 @@ bool ObjectTable::NameMatches(uint32_t slot, uint64_t state,
   if (len != name.size() || len == 0) return false;
   const uint64_t off = LoadRelaxed(e->info_offset);
   const uint32_t size = LoadRelaxed(e->info_size);
-  if (size < len || off + size > r_.header()->heap_size) return false;
+  // (Written so that a damaged offset near 2^64 cannot wrap the sum.)
+  const uint64_t heap_size = r_.header()->heap_size;
+  if (size < len || size > heap_size || off > heap_size - size) return false;
   // The block is immutable while the entry keeps `state`; if the entry
   // moved on, the re-check below throws away what we compared. The bytes are
   // read through relaxed atomic byte loads so that racing with a reuse of

@@ -425,6 +425,48 @@ TEST(DamagedSpanClassTest, LiveStoreDoesNotCrash) {
   GLINT_EXPECT_OK(c->Stats(&st));
 }
 
+// An entry whose name/metadata block offset was damaged to near 2^64 (a
+// buggy client scribbling): offset + size wrapped below the heap size and
+// passed the bounds checks, so a look-up by name, GetObjectInfo and
+// GetMetadata read up to 4 GiB before the heap (found in review).
+TEST(DamagedInfoBlockTest, LiveStoreReadsNothingOutsideTheHeap) {
+  StoreOptions o = SmallStoreOptions(int64_t{4} << 20);
+  std::unique_ptr<Monitor> m;
+  GLINT_ASSERT_OK(Monitor::Start(o, &m));
+  std::unique_ptr<Client> c;
+  GLINT_ASSERT_OK(Client::Connect(o.socket_path, &c));
+  const ObjectId a = MakeId(9, 1);
+  MutableBuffer mb;
+  GLINT_ASSERT_OK(c->BuildObject(a, 10, &mb, "named", {{"k", "v"}}));
+  GLINT_ASSERT_OK(mb.Seal());
+  core::Region r(const_cast<uint8_t*>(c->region_base()),
+                 static_cast<uint64_t>(c->region_size()));
+  core::ObjectEntry* e = nullptr;
+  for (uint32_t s = 0; s < r.num_obj_slots() && e == nullptr; ++s) {
+    if (core::StateOf(r.entry(s)->state.load()) == core::kObjSealed) e = r.entry(s);
+  }
+  ASSERT_NE(e, nullptr);
+  const uint64_t good_off = e->info_offset.load();
+  const uint32_t good_size = e->info_size.load();
+  e->info_size.store(uint32_t{1} << 31);
+  e->info_offset.store(~uint64_t{0} - (uint64_t{1} << 31) + 1);  // heap - 2 GiB
+  Buffer b;
+  EXPECT_EQ(c->GetObjectByName("named", &b, 0).code(), StatusCode::kTimedOut);
+  ObjectInfo info;
+  GLINT_EXPECT_OK(c->GetObjectInfo(a, &info));
+  EXPECT_EQ(info.name, "");
+  std::vector<ObjectInfo> all;
+  GLINT_EXPECT_OK(c->ListObjects(&all));
+  EXPECT_EQ(c->GetMetadata(a, "k", &b).code(), StatusCode::kCorrupt);
+  EXPECT_FALSE(CheckRegion(r, false).ok());
+  e->info_offset.store(good_off);
+  e->info_size.store(good_size);
+  GLINT_EXPECT_OK(c->GetMetadata(a, "k", &b));
+  b.Release();
+  GLINT_EXPECT_OK(c->Delete(a));
+  EXPECT_TRUE(CheckRegion(r, true).ok());
+}
+
 TEST_F(CheckTest, SpanCountWrong) {
   const uint64_t span = Entry(small_a_)->data_offset.load() / core::kSpanSize;
   core::SpanMeta* sp = r().span(span);

@@ -238,7 +238,9 @@ class Client {
   Status GetObjectInfo(const ObjectId& id, ObjectInfo* info);
   // The value of metadata `key` of sealed object `id`, as a Buffer that
   // holds a reference to the object (value bytes are 1-byte aligned).
-  // Errors: kNotFound (no sealed object `id`, or no such key).
+  // Errors: kNotFound (no sealed object `id`, or no such key); kCorrupt
+  // (its entry names a metadata block outside the heap: a damaged region,
+  // which `glint check` reports).
   Status GetMetadata(const ObjectId& id, const std::string& key,
                      Buffer* value);
   // Store-wide figures. Scans the allocator state and the object table:
