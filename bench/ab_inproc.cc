@@ -13,9 +13,9 @@
 // Usage (bench/ab_inproc.sh builds the shims and runs this):
 //   ab_inproc SHIM_A.so SHIM_B.so MODE [ROUNDS] [BATCH] [WARM]
 // MODE: c (create+write+seal), d (delete), g (get+release), f (full cycle).
-// Each turn of a build runs WARM (default 2) untimed batches first: the two
-// stores evict each other's tables from the caches, and glint_bench times
-// a store that has its caches to itself.
+// Each round runs WARM (default 2) untimed batches of each build first: the
+// two stores evict each other's tables from the caches, and glint_bench
+// times a store that has its caches to itself. Both builds get the same ids.
 
 #include <dlfcn.h>
 
@@ -23,6 +23,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <random>
 #include <vector>
 
@@ -60,34 +61,48 @@ double Quantile(std::vector<double> v, double q) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc < 4) {
-    std::fprintf(stderr, "usage: %s SHIM_A.so SHIM_B.so c|d|g|f [ROUNDS] [BATCH]\n", argv[0]);
+  const char* usage = "usage: %s SHIM_A.so SHIM_B.so c|d|g|f [ROUNDS>=1] [BATCH>=1] [WARM>=0]\n";
+  if (argc < 4 || argc > 7 || std::strlen(argv[3]) != 1 ||
+      std::strchr("cdgf", argv[3][0]) == nullptr) {
+    std::fprintf(stderr, usage, argv[0]);
     return 2;
   }
   const char mode = argv[3][0];
   const int rounds = argc > 4 ? std::atoi(argv[4]) : 200;
   const int batch = argc > 5 ? std::atoi(argv[5]) : 4096;
   const int warm = argc > 6 ? std::atoi(argv[6]) : 2;
-  Shim s[2];
-  if (!Load(argv[1], "a", &s[0]) || !Load(argv[2], "b", &s[1])) return 1;
+  if (rounds < 1 || batch < 1 || batch > (1 << 20) || warm < 0) {
+    std::fprintf(stderr, usage, argv[0]);
+    return 2;
+  }
+  Shim s[2] = {};
+  // Every exit closes what was opened: a store left open is 1 GiB of tmpfs.
+  auto finish = [&](int rc) {
+    for (Shim& x : s) {
+      if (x.ctx != nullptr) x.close(x.ctx);
+    }
+    return rc;
+  };
+  if (!Load(argv[1], "a", &s[0]) || !Load(argv[2], "b", &s[1])) return finish(1);
   std::mt19937_64 rng(12345);
   std::vector<uint8_t> ids(static_cast<size_t>(batch) * 16);
   std::vector<double> t[2], ratio;
   for (int r = 0; r < rounds; ++r) {
     double x[2];
-    for (int k = 0; k < 2; ++k) {
-      const int v = (r % 2 == 0) ? k : 1 - k;  // A B, then B A
-      for (int w = 0; w <= warm; ++w) {
-        for (size_t i = 0; i < ids.size(); i += 8) {
-          const uint64_t word = rng();
-          std::copy_n(reinterpret_cast<const uint8_t*>(&word), 8, &ids[i]);
-        }
-        x[v] = s[v].run(s[v].ctx, mode, batch, ids.data());
-        if (x[v] < 0) break;
+    // Each turn: `warm` untimed batches, then the timed one. Both builds
+    // get the same ids (their stores are separate).
+    for (int w = 0; w <= warm; ++w) {
+      for (size_t i = 0; i < ids.size(); i += 8) {
+        const uint64_t word = rng();
+        std::memcpy(&ids[i], &word, 8);
       }
-      if (x[v] < 0) {
-        std::fprintf(stderr, "build %c failed in mode %c\n", "AB"[v], mode);
-        return 1;
+      for (int k = 0; k < 2; ++k) {
+        const int v = (r % 2 == 0) ? k : 1 - k;  // A B, then B A
+        x[v] = s[v].run(s[v].ctx, mode, batch, ids.data());
+        if (x[v] < 0) {
+          std::fprintf(stderr, "build %c failed in mode %c\n", "AB"[v], mode);
+          return finish(1);
+        }
       }
     }
     if (r < rounds / 10) continue;  // warm-up rounds
@@ -99,7 +114,5 @@ int main(int argc, char** argv) {
               "B/A median %.3f (quartiles %.3f-%.3f)\n",
               mode, ratio.size(), batch, Quantile(t[0], 0.5), Quantile(t[1], 0.5),
               Quantile(ratio, 0.5), Quantile(ratio, 0.25), Quantile(ratio, 0.75));
-  s[0].close(s[0].ctx);
-  s[1].close(s[1].ctx);
-  return 0;
+  return finish(0);
 }
