@@ -130,21 +130,23 @@ class ObjectTable {
   void ReleaseObjectSlot(uint32_t slot, const Key& k);
   void ReleaseNameSlot(uint32_t slot);
 
-  // Start loading what a create (write intent) or a look-up (read intent)
-  // of key `k` touches first: the header line of k's first bucket and the
-  // entry of that bucket's slot 0. Slots are taken lowest index first, so a
+  // Start loading what a create or a look-up of key `k` touches first: the
+  // header line of k's first bucket and the entry of that bucket's slot 0
+  // (both of its lines for a create, which writes them). Slots are taken lowest index first, so a
   // bucket holding few objects puts a new one, and has its first one, in
   // slot 0 (and index-major numbering keeps the slot-0 entries of all
   // buckets side by side). Hints only: no ordering, no fault, nothing
   // read. Issued before the header is read, the misses on a table that is
   // not in cache overlap each other (and, for a create, the allocation)
-  // instead of following one another; a wrong guess costs one line of
-  // cache. docs/BENCHMARKS.md has the measurement.
+  // instead of following one another; a wrong guess costs the entry's
+  // lines in cache. Plain (read) prefetches: the x86-64-v2 baseline has no
+  // PREFETCHW, and a line no other core holds arrives exclusive anyway.
+  // docs/BENCHMARKS.md has the measurement.
   void PrefetchForCreate(const Key& k) const {
-    __builtin_prefetch(r_.obj_bucket(k.bucket[0]), 1, 3);
+    __builtin_prefetch(r_.obj_bucket(k.bucket[0]), 0, 3);
     const char* e = reinterpret_cast<const char*>(r_.entry(r_.obj_slot(k.bucket[0], 0)));
-    __builtin_prefetch(e, 1, 3);
-    __builtin_prefetch(e + kCacheLine, 1, 3);
+    __builtin_prefetch(e, 0, 3);
+    __builtin_prefetch(e + kCacheLine, 0, 3);
   }
   void PrefetchForLookup(const Key& k) const {
     __builtin_prefetch(r_.obj_bucket(k.bucket[0]), 0, 3);

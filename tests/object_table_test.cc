@@ -398,9 +398,6 @@ TEST_F(TableTest, ObjectsFillTheFirstBucketThenSpillWithACount) {
   EXPECT_EQ(b0->used.load(), core::kSpillOne);
 }
 
-// Object slots are numbered index-major: the first slots of all buckets
-// are adjacent entries, so a sparse table (every id in the first slot of
-// its bucket) keeps its entries in a few pages.
 // An entry's name is hashed (to find the wait bucket to wake) by seals,
 // aborts and by recovery, which reads entries a dead or buggy client may
 // have scribbled on. A name length past the 255-byte limit or a name block
@@ -433,6 +430,9 @@ TEST(StoreNameHashTest, DamagedEntryIsHashedWithinBounds) {
   EXPECT_EQ(h, NameHash(""));
 }
 
+// Object slots are numbered index-major: the first slots of all buckets
+// are adjacent entries, so a sparse table (every id in the first slot of
+// its bucket) keeps its entries in a few pages.
 TEST_F(TableTest, FirstSlotsOfAllBucketsAreAdjacentEntries) {
   const core::Region& r = r_.region();
   const uint64_t nb = table_.num_buckets();
