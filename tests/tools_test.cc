@@ -16,6 +16,8 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <limits>
+#include <sstream>
 #include <string>
 #include <thread>
 
@@ -24,6 +26,7 @@
 #include "glint/glint.h"
 #include "gtest/gtest.h"
 #include "tools/cli_util.h"
+#include "tools/commands.h"
 
 #ifndef GLINTD_PATH
 #error "GLINTD_PATH must name the glintd binary"
@@ -519,6 +522,39 @@ TEST(GlintTool, CheckSaysSoundAndNamesCorruption) {
   EXPECT_NE(text.find("/nonexistent/glint.sock"), std::string::npos) << text;
   unlink(small_in.c_str());
   unlink(large_in.c_str());
+}
+
+// `glint ls` of an entry whose create time was damaged to any value (here
+// near INT64_MIN and INT64_MAX): the age column must not overflow (UBSan
+// found "now - create_time" overflowing in fuzz_region).
+TEST(GlintTool, LsOfADamagedCreateTimeShowsAnAge) {
+  glint::StoreOptions o;
+  o.socket_path = "/tmp/glint-tools-age-" + std::to_string(getpid()) + ".sock";
+  o.capacity = int64_t{4} << 20;
+  std::unique_ptr<glint::Monitor> m;
+  ASSERT_TRUE(glint::Monitor::Start(o, &m).ok());
+  std::unique_ptr<glint::Client> c;
+  ASSERT_TRUE(glint::Client::Connect(o.socket_path, &c).ok());
+  glint::MutableBuffer mb;
+  ASSERT_TRUE(c->BuildObject(glint::ObjectId::Random(), 8, &mb).ok());
+  ASSERT_TRUE(mb.Seal().ok());
+  glint::core::Region r(const_cast<uint8_t*>(c->region_base()),
+                        static_cast<uint64_t>(c->region_size()));
+  glint::core::ObjectEntry* e = nullptr;
+  for (uint32_t s = 0; s < r.num_obj_slots() && e == nullptr; ++s) {
+    if (glint::core::StateOf(r.entry(s)->state.load()) == glint::core::kObjSealed) {
+      e = r.entry(s);
+    }
+  }
+  ASSERT_NE(e, nullptr);
+  for (int64_t t : {std::numeric_limits<int64_t>::min() + 5, int64_t{-1},
+                    std::numeric_limits<int64_t>::max()}) {
+    e->create_time_us.store(t);
+    std::ostringstream out;
+    ASSERT_TRUE(glint::tools::ListCommand(*c, false, out).ok());
+    EXPECT_NE(out.str().find("sealed"), std::string::npos) << out.str();
+    EXPECT_NE(out.str().find(t > 0 ? "0s" : "d "), std::string::npos) << out.str();
+  }
 }
 
 TEST(GlintTool, HelpListsEverySubcommand) {

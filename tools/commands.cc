@@ -28,9 +28,15 @@ std::string Printable(const std::string& s) {
   return out;
 }
 
+// A create time in the future shows as 0s. The difference is taken in
+// unsigned arithmetic: a damaged create time (any int64) must not overflow.
 std::string Age(int64_t create_us) {
   const int64_t now_us = static_cast<int64_t>(time(nullptr)) * 1000000;
-  const int64_t s = std::max<int64_t>(0, (now_us - create_us) / 1000000);
+  const int64_t s =
+      create_us >= now_us
+          ? 0
+          : static_cast<int64_t>((static_cast<uint64_t>(now_us) - static_cast<uint64_t>(create_us)) /
+                                 1000000);
   char buf[32];
   if (s < 60) {
     snprintf(buf, sizeof(buf), "%llds", static_cast<long long>(s));
