@@ -242,7 +242,7 @@ struct Harness {
 
   Harness() {
     glint::StoreOptions o;
-    o.socket_path = "/tmp/glint-fuzz-crash-" + std::to_string(getpid()) + ".sock";
+    o.socket_path = glint::fuzz::UniqueSocketPath("crash");
     o.capacity = 2 << 20;
     o.max_objects = 256;
     o.max_clients = 4;

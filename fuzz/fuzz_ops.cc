@@ -85,7 +85,7 @@ struct Harness {
 
   Harness() {
     glint::StoreOptions o;
-    o.socket_path = "/tmp/glint-fuzz-ops-" + std::to_string(getpid()) + ".sock";
+    o.socket_path = glint::fuzz::UniqueSocketPath("ops");
     o.capacity = kCapacity;
     o.max_objects = 1024;
     glint::Status s = glint::Monitor::Start(o, &monitor);

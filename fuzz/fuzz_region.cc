@@ -92,7 +92,7 @@ std::string FillStore(const glint::StoreOptions& o, std::unique_ptr<glint::Monit
 
 Template MakeTemplate() {
   Template t;
-  t.options.socket_path = "/tmp/glint-fuzz-region-" + std::to_string(getpid()) + ".sock";
+  t.options.socket_path = glint::fuzz::UniqueSocketPath("region");
   t.options.capacity = 1 << 20;
   t.options.max_objects = 64;
   t.options.max_clients = 4;

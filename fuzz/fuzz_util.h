@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <string>
 #include <string_view>
 #include <thread>
 
@@ -48,6 +49,17 @@ class Input {
 
 // Id number `i` of a target's small pool: `tag`'s bytes, zeros, and `i`
 // in the last byte (which ListObjects checks read back).
+// A socket path of this process's own: the pid and the start time, so that
+// a store left behind by an earlier run whose pid was the same (pids wrap
+// at 32768 here) is never taken for this one's (Monitor::Start would
+// re-attach to its region and refuse or reuse it).
+inline std::string UniqueSocketPath(const char* tag) {
+  const auto t = std::chrono::steady_clock::now().time_since_epoch();
+  return "/tmp/glint-fuzz-" + std::string(tag) + "-" + std::to_string(getpid()) + "-" +
+         std::to_string(std::chrono::duration_cast<std::chrono::microseconds>(t).count()) +
+         ".sock";
+}
+
 inline ObjectId PoolId(std::string_view tag, int i) {
   char b[16] = {};
   tag.copy(b, 15);
