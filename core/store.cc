@@ -260,6 +260,9 @@ void Store::SetPayload(uint32_t slot, uint64_t offset, uint64_t size) {
 // state. One of them sees the other, so a getter never sleeps through a seal.
 bool Store::Seal(uint32_t slot, uint64_t gen, uint64_t id_hash) {
   ObjectEntry* e = r_.entry(slot);
+  // Wake reads the id's wait bucket right after the CAS below, which lets
+  // no load pass it: fetch the line now so the miss overlaps the CAS.
+  __builtin_prefetch(r_.wait_bucket(id_hash), 0, 3);
   // The name's hash is taken while the entry is still ours: once SEALED, a
   // deleter may free and reuse it at any moment.
   uint64_t name_hash = 0;
