@@ -13,6 +13,7 @@
 #if defined(__x86_64__)
 #include <x86intrin.h>
 #endif
+#include <cstdio>
 #include <cstring>
 
 namespace glint::os {
@@ -103,13 +104,48 @@ int64_t MonotonicNanos() {
   return int64_t{ts.tv_sec} * 1000000000 + ts.tv_nsec;
 }
 
-Status MapShared(int fd, int64_t size, bool populate, void** out) {
-  int flags = MAP_SHARED | (populate ? MAP_POPULATE : 0);
+Status MapShared(int fd, int64_t size, bool populate, void** out, bool huge) {
+  // MAP_POPULATE would fault every page before madvise could ask for huge
+  // ones: a huge mapping is populated after the advice instead.
+  const int flags = MAP_SHARED | (populate && !huge ? MAP_POPULATE : 0);
   void* p = mmap(nullptr, static_cast<size_t>(size), PROT_READ | PROT_WRITE,
                  flags, fd, 0);
   if (p == MAP_FAILED) return ErrnoStatus(errno, "mmap", "region");
+  if (huge) {
+    // Both are advice: failing (no THP in this kernel, no MADV_POPULATE_*
+    // before 5.14) leaves normal pages or lazy faults, both correct.
+    (void)madvise(p, static_cast<size_t>(size), MADV_HUGEPAGE);
+    if (populate) (void)madvise(p, static_cast<size_t>(size), MADV_POPULATE_READ);
+  }
   *out = p;
   return Status::OK();
+}
+
+int64_t HugeMappedKib(const void* addr) {
+  FILE* f = fopen("/proc/self/smaps", "re");
+  if (f == nullptr) return -1;
+  const auto a = reinterpret_cast<uintptr_t>(addr);
+  char line[512];
+  bool in = false, found = false;
+  int64_t kib = 0;
+  while (fgets(line, sizeof(line), f) != nullptr) {
+    unsigned long lo, hi;
+    // A mapping's first line: "lo-hi perms offset dev inode [path]".
+    // (No field line parses as two hex numbers and a dash.)
+    if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2) {
+      if (in) break;
+      in = a >= lo && a < hi;
+      found = found || in;
+      continue;
+    }
+    long long v;
+    if (in && (sscanf(line, "ShmemPmdMapped: %lld kB", &v) == 1 ||
+               sscanf(line, "FilePmdMapped: %lld kB", &v) == 1)) {
+      kib += v;
+    }
+  }
+  fclose(f);
+  return found ? kib : -1;
 }
 
 void Unmap(void* addr, int64_t size) {

@@ -66,8 +66,15 @@ class TscClock {
   std::atomic<uint64_t> anchor_tsc_{0};
 };
 
-// Maps `size` bytes of `fd` shared, read-write. populate: MAP_POPULATE.
-Status MapShared(int fd, int64_t size, bool populate, void** out);
+// Maps `size` bytes of `fd` shared, read-write. populate: every page is
+// mapped (and allocated if it was not) before this returns. huge: the
+// mapping is advised MADV_HUGEPAGE first, so that the faults that populate
+// it map (and allocate) huge pages where the file system allows them; a
+// kernel without MADV_POPULATE_READ (before 5.14) then faults lazily.
+Status MapShared(int fd, int64_t size, bool populate, void** out, bool huge = false);
+// Kibibytes of the mapping holding `addr` that huge-page (PMD) entries map,
+// from /proc/self/smaps; -1 when there is no such mapping or no smaps.
+int64_t HugeMappedKib(const void* addr);
 void Unmap(void* addr, int64_t size);
 
 // A Status for errno `err` of `what` on `path`.

@@ -73,7 +73,7 @@ struct RegionHeader {
   uint64_t num_pages;           // heap_size / 4 KiB
 
   uint32_t monitor_pid;
-  uint32_t reserved1;
+  uint32_t flags;  // RegionFlag bits, fixed at creation
   // Time-stamp counter ticks per microsecond, measured by the monitor at
   // creation; 0 when the machine has no usable invariant TSC.
   double tsc_per_us;
@@ -84,6 +84,12 @@ struct RegionHeader {
   std::atomic<uint64_t> next_client_serial;  // monitor only
 };
 static_assert(sizeof(RegionHeader) <= kPageSize);
+
+enum RegionFlag : uint32_t {
+  // The store asked for huge pages: whoever maps the region advises the
+  // kernel to map it with them (MADV_HUGEPAGE) before populating it.
+  kRegionHugepages = 1,
+};
 
 // ---------------------------------------------------------------- clients ---
 enum ClientState : uint32_t {

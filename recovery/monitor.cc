@@ -109,7 +109,7 @@ class MonitorImpl {
   Status CheckRecovered();
   Status Refuse(StatusCode code, const std::string& problem) const;
   Status RefuseIfDamaged(bool quiescent, const std::string& when) const;
-  void RequestHugepages();
+  void CheckHugepages();
   Status CreateSocket();
   Status CreateRing();
   void Loop();
@@ -402,6 +402,23 @@ Status MonitorImpl::FillNewRegion(const std::string& tmp,
   if (ftruncate(region_fd_, static_cast<off_t>(size_)) != 0) {
     return os::ErrnoStatus(errno, "size region", tmp);
   }
+  const bool huge = options_.hugepages;
+  if (options_.prefault && huge) {
+    // Huge pages are allocated by faults in a mapping advised for them,
+    // never by fallocate (which would take normal pages at once): populate
+    // through the mapping, and find out here, not in a client's SIGBUS,
+    // that the file system is too small.
+    void* base = nullptr;
+    Status s = os::MapShared(region_fd_, static_cast<int64_t>(size_), false, &base);
+    if (!s.ok()) return s;
+    base_ = static_cast<uint8_t*>(base);
+    (void)madvise(base_, size_, MADV_HUGEPAGE);
+    if (madvise(base_, size_, MADV_POPULATE_WRITE) != 0 && errno != EINVAL) {
+      return Status::OutOfMemory("cannot allocate " + std::to_string(size_) +
+                                 " bytes for " + tmp + ": " + std::strerror(errno));
+    }
+    // EINVAL: a kernel before 5.14; fallocate below allocates the rest.
+  }
   if (options_.prefault) {
     // Allocate every page now, so that no client takes a SIGBUS later and no
     // fast path pays a first-touch fault.
@@ -412,13 +429,15 @@ Status MonitorImpl::FillNewRegion(const std::string& tmp,
                                  std::strerror(err));
     }
   }
-  void* base = nullptr;
-  Status s = os::MapShared(region_fd_, static_cast<int64_t>(size_),
-                           options_.prefault, &base);
-  if (!s.ok()) return s;
-  base_ = static_cast<uint8_t*>(base);
-  if (options_.hugepages) RequestHugepages();
+  if (base_ == nullptr) {
+    void* base = nullptr;
+    Status s = os::MapShared(region_fd_, static_cast<int64_t>(size_),
+                             options_.prefault, &base, huge);
+    if (!s.ok()) return s;
+    base_ = static_cast<uint8_t*>(base);
+  }
   layout.monitor_pid = static_cast<uint32_t>(getpid());
+  layout.flags = huge ? core::kRegionHugepages : 0u;
   layout.create_time_us = os::NowMicros();
   layout.tsc_per_us = os::CalibrateTsc();
   const std::string host = os::Hostname();
@@ -426,6 +445,7 @@ Status MonitorImpl::FillNewRegion(const std::string& tmp,
   const std::string abs = AbsolutePath(options_.socket_path);
   std::strncpy(layout.socket_path, abs.c_str(), sizeof(layout.socket_path) - 1);
   core::Region::Format(base_, layout);
+  if (huge) CheckHugepages();
   return Status::OK();
 }
 
@@ -524,7 +544,13 @@ Status MonitorImpl::AttachRegion() {
   // Clients may read the header right now: a single atomic store.
   std::atomic_ref<uint32_t>(h->monitor_pid)
       .store(static_cast<uint32_t>(getpid()), std::memory_order_relaxed);
-  if (options_.hugepages) RequestHugepages();
+  if ((h->flags & core::kRegionHugepages) != 0) {
+    (void)madvise(base_, size_, MADV_HUGEPAGE);  // our own faults map huge pages
+  } else if (options_.hugepages) {
+    Log("warning: huge pages were asked, but the existing region was created "
+        "without them and keeps normal pages (delete the region file to "
+        "change it)");
+  }
   reattached_ = true;
   store_ = std::make_unique<core::Store>(core::Region(base_, size_));
   return Status::OK();
@@ -611,25 +637,22 @@ Status MonitorImpl::CheckRecovered() {
   return RefuseIfDamaged(/*quiescent=*/true, " with every client recovered");
 }
 
-// Shared memory gets huge pages through shmem THP: "always" and
-// "within_size" give them unasked, "advise" on madvise, "never"/"deny" not
-// at all. Without them the store runs on normal pages, with a warning.
-void MonitorImpl::RequestHugepages() {
-  std::string mode;
-  if (FILE* f = fopen("/sys/kernel/mm/transparent_hugepage/shmem_enabled", "r")) {
-    char buf[256] = {0};
-    if (fgets(buf, sizeof(buf), f) != nullptr) mode = buf;
-    fclose(f);
+// Whether the kernel gave the region huge pages is decided by the file
+// system the region lives on (a tmpfs mount's huge= option: never, the
+// default, whatever the advice; advise, always or within_size allow them)
+// and by /sys/kernel/mm/transparent_hugepage/shmem_enabled (deny forbids
+// them, force imposes them). Rather than second-guess those rules, look at
+// the result: the header page, written by now, is on a huge page or not.
+void MonitorImpl::CheckHugepages() {
+  if (os::HugeMappedKib(base_) > 0) {
+    Log("the region is on huge pages");
+    return;
   }
-  const auto pos = mode.find('[');
-  const std::string sel =
-      pos == std::string::npos ? "" : mode.substr(pos + 1, mode.find(']') - pos - 1);
-  if (sel == "always" || sel == "within_size" || sel == "force") return;
-  if (sel == "advise" && madvise(base_, size_, MADV_HUGEPAGE) == 0) return;
-  Log("warning: huge pages requested but shared-memory THP is '" +
-      (sel.empty() ? std::string("unavailable") : sel) +
-      "' (/sys/kernel/mm/transparent_hugepage/shmem_enabled); using normal "
-      "pages");
+  Log("warning: huge pages were asked, but the region " + region_path_ +
+      " is on normal pages: its file system must allow them (a tmpfs "
+      "mounted with huge=advise, e.g. 'mount -o remount,huge=advise " +
+      options_.shm_dir + "', and transparent huge pages not 'deny' in "
+      "/sys/kernel/mm/transparent_hugepage/shmem_enabled)");
 }
 
 Status MonitorImpl::CreateSocket() {
