@@ -59,7 +59,8 @@ int main(int argc, char** argv) {
   app.add_option("--shm-dir", opt.shm_dir, "directory of the region file")
       ->capture_default_str();
   app.add_flag("--hugepages", opt.hugepages,
-               "back the region with huge pages if the machine offers them");
+               "back the region with huge pages where --shm-dir allows them (a tmpfs "
+               "mounted huge=advise); the log says whether it got them");
   app.add_flag("--no-prefault", no_prefault,
                "do not allocate the region's pages at start (for stores larger "
                "than the machine should commit at once)");

@@ -36,7 +36,14 @@ struct StoreOptions {
   int32_t max_clients = 64;
   // Permission bits of the socket and of the region file.
   uint32_t mode = 0600;
-  // Back the region with huge pages when the machine offers them.
+  // Back the region with huge pages (2 MiB) where its file system allows
+  // them: a tmpfs mounted with huge=advise, always or within_size (not
+  // Debian's /dev/shm, huge=never by default), unless
+  // /sys/kernel/mm/transparent_hugepage/shmem_enabled says deny. Every
+  // client then maps the region with them too. Start logs "the region is on
+  // huge pages", or a warning naming the fix and keeps normal pages; it
+  // never fails for want of them. Fixed at creation: a re-attached region
+  // keeps what it was created with.
   bool hugepages = false;
   // Allocate every page of the region at creation (clients map it with
   // MAP_POPULATE). Off only for stores larger than the machine should
