@@ -112,10 +112,18 @@ Status MapShared(int fd, int64_t size, bool populate, void** out, bool huge) {
                  flags, fd, 0);
   if (p == MAP_FAILED) return ErrnoStatus(errno, "mmap", "region");
   if (huge) {
-    // Both are advice: failing (no THP in this kernel, no MADV_POPULATE_*
-    // before 5.14) leaves normal pages or lazy faults, both correct.
+    // Advice: without THP in this kernel the pages stay normal ones.
     (void)madvise(p, static_cast<size_t>(size), MADV_HUGEPAGE);
-    if (populate) (void)madvise(p, static_cast<size_t>(size), MADV_POPULATE_READ);
+    // A kernel before 5.14 has no MADV_POPULATE_READ (EINVAL): pages are
+    // then faulted lazily. Any other failure is a page that could not be
+    // allocated (EFAULT: the file system is full), reported now rather
+    // than as a SIGBUS on first touch.
+    if (populate && madvise(p, static_cast<size_t>(size), MADV_POPULATE_READ) != 0 &&
+        errno != EINVAL) {
+      const int err = errno == EFAULT ? ENOSPC : errno;
+      munmap(p, static_cast<size_t>(size));
+      return ErrnoStatus(err, "populate", "region");
+    }
   }
   *out = p;
   return Status::OK();

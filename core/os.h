@@ -70,7 +70,8 @@ class TscClock {
 // mapped (and allocated if it was not) before this returns. huge: the
 // mapping is advised MADV_HUGEPAGE first, so that the faults that populate
 // it map (and allocate) huge pages where the file system allows them; a
-// kernel without MADV_POPULATE_READ (before 5.14) then faults lazily.
+// kernel without MADV_POPULATE_READ (before 5.14) then faults lazily, and
+// a page that cannot be allocated is kOutOfMemory.
 Status MapShared(int fd, int64_t size, bool populate, void** out, bool huge = false);
 // Kibibytes of the mapping holding `addr` that huge-page (PMD) entries map,
 // from /proc/self/smaps; -1 when there is no such mapping or no smaps.

@@ -403,23 +403,10 @@ Status MonitorImpl::FillNewRegion(const std::string& tmp,
     return os::ErrnoStatus(errno, "size region", tmp);
   }
   const bool huge = options_.hugepages;
-  if (options_.prefault && huge) {
-    // Huge pages are allocated by faults in a mapping advised for them,
-    // never by fallocate (which would take normal pages at once): populate
-    // through the mapping, and find out here, not in a client's SIGBUS,
-    // that the file system is too small.
-    void* base = nullptr;
-    Status s = os::MapShared(region_fd_, static_cast<int64_t>(size_), false, &base);
-    if (!s.ok()) return s;
-    base_ = static_cast<uint8_t*>(base);
-    (void)madvise(base_, size_, MADV_HUGEPAGE);
-    if (madvise(base_, size_, MADV_POPULATE_WRITE) != 0 && errno != EINVAL) {
-      return Status::OutOfMemory("cannot allocate " + std::to_string(size_) +
-                                 " bytes for " + tmp + ": " + std::strerror(errno));
-    }
-    // EINVAL: a kernel before 5.14; fallocate below allocates the rest.
-  }
-  if (options_.prefault) {
+  // Huge pages are allocated by faults in a mapping advised for them, never
+  // by fallocate (which takes normal pages): a huge region is populated by
+  // MapShared, through its mapping.
+  if (options_.prefault && !huge) {
     // Allocate every page now, so that no client takes a SIGBUS later and no
     // fast path pays a first-touch fault.
     const int err = posix_fallocate(region_fd_, 0, static_cast<off_t>(size_));
@@ -429,15 +416,14 @@ Status MonitorImpl::FillNewRegion(const std::string& tmp,
                                  std::strerror(err));
     }
   }
-  if (base_ == nullptr) {
-    void* base = nullptr;
-    Status s = os::MapShared(region_fd_, static_cast<int64_t>(size_),
-                             options_.prefault, &base, huge);
-    if (!s.ok()) return s;
-    base_ = static_cast<uint8_t*>(base);
-  }
+  void* base = nullptr;
+  Status s = os::MapShared(region_fd_, static_cast<int64_t>(size_),
+                           options_.prefault, &base, huge);
+  if (!s.ok()) return Status(s.code(), s.message() + " (" + tmp + ")");
+  base_ = static_cast<uint8_t*>(base);
   layout.monitor_pid = static_cast<uint32_t>(getpid());
-  layout.flags = huge ? core::kRegionHugepages : 0u;
+  layout.flags = (huge ? core::kRegionHugepages : 0u) |
+                 (options_.prefault ? 0u : core::kRegionLazyPages);
   layout.create_time_us = os::NowMicros();
   layout.tsc_per_us = os::CalibrateTsc();
   const std::string host = os::Hostname();
