@@ -351,16 +351,20 @@ Status ClientCore::Attach(int region_fd, uint64_t region_size) {
   if (static_cast<uint64_t>(st.st_size) != region_size) {
     return Status::Corrupt("region file size differs from what the monitor said");
   }
-  // A store on huge pages is mapped with them only if the mapping is
-  // advised before it is populated: read its flags first. (Validate checks
-  // the whole header after the mapping; a short read here maps normally.)
+  // How to map depends on the region's flags, read first: a store on huge
+  // pages is mapped with them only if the mapping is advised before it is
+  // populated, and a store that was not prefaulted is not populated (that
+  // would allocate every page). (Validate checks the whole header after
+  // the mapping; a short read here maps as for flags 0.)
   uint32_t flags = 0;
-  const bool huge = pread(region_fd, &flags, sizeof(flags),
-                          offsetof(core::RegionHeader, flags)) == sizeof(flags) &&
-                    (flags & core::kRegionHugepages) != 0;
+  if (pread(region_fd, &flags, sizeof(flags), offsetof(core::RegionHeader, flags)) !=
+      sizeof(flags)) {
+    flags = 0;
+  }
   void* base = nullptr;
   Status s = os::MapShared(region_fd, static_cast<int64_t>(region_size),
-                           /*populate=*/true, &base, huge);
+                           (flags & core::kRegionLazyPages) == 0, &base,
+                           (flags & core::kRegionHugepages) != 0);
   if (!s.ok()) return s;
   region_ = core::Region(static_cast<uint8_t*>(base), region_size);
   s = core::Region::Validate(region_.base(), region_size);

@@ -89,6 +89,9 @@ enum RegionFlag : uint32_t {
   // The store asked for huge pages: whoever maps the region advises the
   // kernel to map it with them (MADV_HUGEPAGE) before populating it.
   kRegionHugepages = 1,
+  // The store was not prefaulted: pages are allocated on first touch, so
+  // mappers do not populate their mapping (which would allocate them all).
+  kRegionLazyPages = 2,
 };
 
 // ---------------------------------------------------------------- clients ---

@@ -223,5 +223,26 @@ TEST(StoreFilesTest, DeadClientWhosePidNowNamesAThreadIsRecovered) {
   EXPECT_TRUE(OtherClientsFree(r, c->client_slot())) << "the dead client was not recovered";
 }
 
+// A store started without prefault allocates its pages as they are
+// touched, by anyone: a client connecting used to map the region with
+// MAP_POPULATE, which allocated every page of it at once.
+TEST(StoreFilesTest, WithoutPrefaultClientsDoNotAllocateTheWholeRegion) {
+  StoreOptions o = SmallStoreOptions(int64_t{256} << 20);
+  o.prefault = false;
+  std::unique_ptr<Monitor> m;
+  GLINT_ASSERT_OK(Monitor::Start(o, &m));
+  std::unique_ptr<Client> c;
+  GLINT_ASSERT_OK(Client::Connect(o.socket_path, &c));
+  MutableBuffer mb;
+  GLINT_ASSERT_OK(c->BuildObject(MakeId(10, 1), 4096, &mb));
+  std::memset(mb.mutable_data(), 1, 4096);
+  GLINT_ASSERT_OK(mb.Seal());
+  struct stat st;
+  ASSERT_EQ(stat(m->region_path().c_str(), &st), 0);
+  const int64_t allocated = int64_t{st.st_blocks} * 512;
+  EXPECT_LT(allocated, o.capacity / 8)
+      << allocated << " of the region's " << st.st_size << " bytes are allocated";
+}
+
 }  // namespace
 }  // namespace glint::testing

@@ -47,7 +47,7 @@ struct StoreOptions {
   bool hugepages = false;
   // Allocate every page of the region at creation (clients map it with
   // MAP_POPULATE). Off only for stores larger than the machine should
-  // commit at once.
+  // commit at once: then no one allocates a page before touching it.
   bool prefault = true;
   // Region file directory.
   std::string shm_dir = "/dev/shm";
