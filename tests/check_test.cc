@@ -383,28 +383,46 @@ TEST_F(CheckTest, SpanClassInvalid) {
   ExpectAlways({"is not a block of class"});
 }
 
+// A live store for the tests that damage an entry while clients use it:
+// the store, a client, the region through that client's mapping.
+struct LiveStore {
+  LiveStore() {
+    const StoreOptions o = SmallStoreOptions(int64_t{4} << 20);
+    ok = Monitor::Start(o, &monitor).ok() && Client::Connect(o.socket_path, &client).ok();
+  }
+  core::Region region() const {
+    return core::Region(const_cast<uint8_t*>(client->region_base()),
+                        static_cast<uint64_t>(client->region_size()));
+  }
+  // The entry of the first sealed object in the table, or nullptr.
+  core::ObjectEntry* FirstSealedEntry() const {
+    const core::Region r = region();
+    for (uint32_t s = 0; s < r.num_obj_slots(); ++s) {
+      if (core::StateOf(r.entry(s)->state.load()) == core::kObjSealed) return r.entry(s);
+    }
+    return nullptr;
+  }
+  std::unique_ptr<Monitor> monitor;
+  std::unique_ptr<Client> client;
+  bool ok = false;
+};
+
 // A span class damaged while the store serves (a buggy client scribbling):
 // Stats, ListObjects and a delete that frees into the span must not crash
 // (class 231 once divided by zero, 232..255 shifted past 64 bits, and the
 // hint table was indexed past its 32 classes). Found in review.
 TEST(DamagedSpanClassTest, LiveStoreDoesNotCrash) {
-  StoreOptions o = SmallStoreOptions(int64_t{4} << 20);
-  std::unique_ptr<Monitor> m;
-  GLINT_ASSERT_OK(Monitor::Start(o, &m));
-  std::unique_ptr<Client> c;
-  GLINT_ASSERT_OK(Client::Connect(o.socket_path, &c));
+  LiveStore live;
+  ASSERT_TRUE(live.ok);
+  Client* c = live.client.get();
   const ObjectId a = MakeId(8, 1), b = MakeId(8, 2);
   for (const ObjectId& id : {a, b}) {
     MutableBuffer mb;
     GLINT_ASSERT_OK(c->BuildObject(id, 100, &mb));
     GLINT_ASSERT_OK(mb.Seal());
   }
-  core::Region r(const_cast<uint8_t*>(c->region_base()),
-                 static_cast<uint64_t>(c->region_size()));
-  core::ObjectEntry* e = nullptr;
-  for (uint32_t s = 0; s < r.num_obj_slots() && e == nullptr; ++s) {
-    if (core::StateOf(r.entry(s)->state.load()) == core::kObjSealed) e = r.entry(s);
-  }
+  const core::Region r = live.region();
+  core::ObjectEntry* e = live.FirstSealedEntry();
   ASSERT_NE(e, nullptr);
   core::SpanMeta* sp = r.span(e->data_offset.load() / core::kSpanSize);
   const uint64_t good = sp->state.load();
@@ -430,21 +448,15 @@ TEST(DamagedSpanClassTest, LiveStoreDoesNotCrash) {
 // passed the bounds checks, so a look-up by name, GetObjectInfo and
 // GetMetadata read up to 4 GiB before the heap (found in review).
 TEST(DamagedInfoBlockTest, LiveStoreReadsNothingOutsideTheHeap) {
-  StoreOptions o = SmallStoreOptions(int64_t{4} << 20);
-  std::unique_ptr<Monitor> m;
-  GLINT_ASSERT_OK(Monitor::Start(o, &m));
-  std::unique_ptr<Client> c;
-  GLINT_ASSERT_OK(Client::Connect(o.socket_path, &c));
+  LiveStore live;
+  ASSERT_TRUE(live.ok);
+  Client* c = live.client.get();
   const ObjectId a = MakeId(9, 1);
   MutableBuffer mb;
   GLINT_ASSERT_OK(c->BuildObject(a, 10, &mb, "named", {{"k", "v"}}));
   GLINT_ASSERT_OK(mb.Seal());
-  core::Region r(const_cast<uint8_t*>(c->region_base()),
-                 static_cast<uint64_t>(c->region_size()));
-  core::ObjectEntry* e = nullptr;
-  for (uint32_t s = 0; s < r.num_obj_slots() && e == nullptr; ++s) {
-    if (core::StateOf(r.entry(s)->state.load()) == core::kObjSealed) e = r.entry(s);
-  }
+  const core::Region r = live.region();
+  core::ObjectEntry* e = live.FirstSealedEntry();
   ASSERT_NE(e, nullptr);
   const uint64_t good_off = e->info_offset.load();
   const uint32_t good_size = e->info_size.load();
