@@ -373,6 +373,9 @@ Status ClientCore::Attach(int region_fd, uint64_t region_size) {
     return Status::Corrupt("monitor gave a client slot beyond the table");
   }
   store_ = std::make_unique<core::Store>(region_);
+  // Seals need no fence when getters can put one into our threads (see
+  // Store::Seal); otherwise they take a CAS.
+  store_->set_barrier_registered(os::RegisterForBarriers());
   hints_.owner = slot_;
   records_ = region_.record(slot_, 0);
   for (uint32_t i = 0; i < core::kRecordsPerClient; ++i) {
@@ -750,18 +753,22 @@ Status ClientCore::Abort(MutableBuffer* mb) {
   return Status::OK();
 }
 
-// The entry no longer holds our build: the monitor took this client for
-// gone (its socket closed) and aborted what it was building.
+// The entry no longer holds our build. The monitor recovers a client only
+// after its process exited, so only damage to the region (or a buffer used
+// after its Client was destroyed) gets here.
 Status ClientCore::LostBuild(const ObjectId& id) const {
   return Status::Aborted("object " + id.hex() +
-                         " is no longer being built by this client (the "
-                         "monitor cleaned up after it)");
+                         " is no longer being built by this client (its "
+                         "table entry changed under it)");
 }
 
 // ------------------------------------------------------------ get
 
 namespace {
 constexpr int64_t kSpinNanos = 20 * 1000;  // below one futex wake-up (~27 µs)
+// How long a getter whose CrossProcessBarrier failed sleeps between checks:
+// a seal may then miss its count in `waiters` and not wake it.
+constexpr int64_t kUnfencedSleepNanos = 1000 * 1000;
 }
 
 template <typename Find, typename FindLive>
@@ -850,6 +857,11 @@ Status ClientCore::WaitSlow(uint64_t wait_hash, int64_t timeout_ms, Find find,
     wb->waiters.fetch_add(1, std::memory_order_seq_cst);
     StoreRelease(g.rec->wait_bucket, wb_index + 1);
     core::FenceSeqCst();
+    // A sealer in a registered process stores SEALED and loads `waiters`
+    // with no fence between (Store::Seal): this barrier puts the full fence
+    // the handshake needs into its thread. If the kernel refuses it, such a
+    // seal may not see our count, so we sleep at most 1 ms at a time.
+    const bool fenced_all = os::CrossProcessBarrier();
     const int r = check();
     const int64_t now = os::MonotonicNanos();
     if (r != 0 || now >= deadline) {
@@ -857,7 +869,11 @@ Status ClientCore::WaitSlow(uint64_t wait_hash, int64_t timeout_ms, Find find,
       wb->waiters.fetch_sub(1, std::memory_order_relaxed);
       return r != 0 ? verdict(r) : Status::TimedOut("not sealed in time");
     }
-    os::FutexWait(&wb->seq, seq, deadline == INT64_MAX ? -1 : deadline - now);
+    int64_t sleep_ns = deadline == INT64_MAX ? -1 : deadline - now;
+    if (!fenced_all && (sleep_ns < 0 || sleep_ns > kUnfencedSleepNanos)) {
+      sleep_ns = kUnfencedSleepNanos;
+    }
+    os::FutexWait(&wb->seq, seq, sleep_ns);
     StoreRelease(g.rec->wait_bucket, 0u);
     wb->waiters.fetch_sub(1, std::memory_order_relaxed);
   }

@@ -254,14 +254,30 @@ void Store::SetPayload(uint32_t slot, uint64_t offset, uint64_t size) {
 
 // ---------------------------------------------------------------- seal
 //
-// The SeqCst store of SEALED publishes the payload and every field (release
-// half) and is the sealer's side of the waiter handshake: sealer stores
-// SEALED then loads `waiters`; a getter increments `waiters` then loads the
-// state. One of them sees the other, so a getter never sleeps through a seal.
+// SEALED is stored with release: it publishes the payload and every field
+// to a getter that loads it with acquire. Only the creator writes a
+// CREATING entry (recovery does only once the creator's process has
+// exited), so no RMW is needed to own the transition: the state is checked
+// and then stored.
+//
+// The store is also the sealer's side of the waiter handshake: sealer
+// stores SEALED, then loads `waiters`; a getter increments `waiters`, then
+// loads the state, and sleeps only if it is not SEALED. One of the two must
+// see the other's store (Dekker), which needs a full fence between each
+// side's store and load. The getter, on its slow path anyway, pays for both:
+// it runs os::CrossProcessBarrier(), which puts a full barrier into every
+// running thread of every registered process. A sealer whose process is
+// registered (barrier_registered_) therefore needs only a compiler barrier;
+// one that could not register uses a SeqCst CAS, its own full fence.
+// Cases, for a registered sealer, with F the barrier the getter's membarrier
+// puts into the sealer's thread: F after the sealer's load, or between its
+// store and load: the store is visible before membarrier returns, and the
+// getter's state load sees SEALED. F before the sealer's store: the getter's
+// increment (before membarrier) is visible to the sealer's load, which wakes.
 bool Store::Seal(uint32_t slot, uint64_t gen, uint64_t id_hash) {
   ObjectEntry* e = r_.entry(slot);
-  // Wake reads the id's wait bucket right after the CAS below, which lets
-  // no load pass it: fetch the line now so the miss overlaps the CAS.
+  // Wake reads the id's wait bucket right after the state store: fetch the
+  // line now so the miss overlaps the seal.
   __builtin_prefetch(r_.wait_bucket(id_hash), 0, 3);
   // The name's hash is taken while the entry is still ours: once SEALED, a
   // deleter may free and reuse it at any moment.
@@ -269,7 +285,14 @@ bool Store::Seal(uint32_t slot, uint64_t gen, uint64_t id_hash) {
   const bool named = NameHashOf(e, &name_hash);
   StoreRelaxed(e->seal_tsc, os::ReadTsc());
   uint64_t expect = MakeState(gen, kObjCreating);
-  if (!CasSeqCst(e->state, expect, MakeState(gen, kObjSealed))) return false;
+  if (barrier_registered_) {
+    if (LoadRelaxed(e->state) != expect) return false;
+    StoreRelease(e->state, MakeState(gen, kObjSealed));
+    // The load of `waiters` in Wake stays after the store (see above).
+    std::atomic_signal_fence(std::memory_order_seq_cst);
+  } else if (!CasSeqCst(e->state, expect, MakeState(gen, kObjSealed))) {
+    return false;
+  }
   GLINT_CRASH_POINT();
   Wake(id_hash);
   if (named) Wake(name_hash);
