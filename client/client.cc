@@ -128,9 +128,14 @@ Status Client::Connect(const std::string& store_socket,
 Client::~Client() = default;
 
 GLINT_FLATTEN Status Client::BuildObject(const ObjectId& id, int64_t size,
+                                         MutableBuffer* buffer) {
+  return core_->BuildObject(id, size, buffer, {}, nullptr);
+}
+
+GLINT_FLATTEN Status Client::BuildObject(const ObjectId& id, int64_t size,
                            MutableBuffer* buffer, std::string_view name,
                            const Metadata& metadata) {
-  return core_->BuildObject(id, size, buffer, name, metadata);
+  return core_->BuildObject(id, size, buffer, name, &metadata);
 }
 
 GLINT_FLATTEN Status Client::GetObject(const ObjectId& id, Buffer* buffer, int64_t timeout_ms) {

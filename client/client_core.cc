@@ -142,15 +142,18 @@ void AtomicCopyOut(void* dst, const uint8_t* src, size_t n) {
 
 // ------------------------------------------------------------ info block
 // [name][pad to 4][u32 count]{[u32 klen][u32 vlen][key][value]}*
-uint64_t InfoSize(std::string_view name, const Metadata& md) {
-  if (name.empty() && md.empty()) return 0;
+// md: nullptr for none.
+uint64_t InfoSize(std::string_view name, const Metadata* md) {
+  if (name.empty() && (md == nullptr || md->empty())) return 0;
   uint64_t n = (name.size() + 3) / 4 * 4 + 4;
-  for (const auto& [k, v] : md) n += 8 + k.size() + v.size();
+  if (md != nullptr) {
+    for (const auto& [k, v] : *md) n += 8 + k.size() + v.size();
+  }
   return n;
 }
 
 void WriteInfo(uint8_t* dst, uint64_t size, std::string_view name,
-               const Metadata& md) {
+               const Metadata* md) {  // md: nullptr for none
   // Straight into the region, no temporary: the create path stays free of
   // heap allocations.
   uint64_t off = 0;
@@ -161,9 +164,10 @@ void WriteInfo(uint8_t* dst, uint64_t size, std::string_view name,
   static constexpr uint8_t kZeros[4] = {0, 0, 0, 0};
   put(name.data(), name.size());
   put(kZeros, (name.size() + 3) / 4 * 4 - name.size());
-  const uint32_t count = static_cast<uint32_t>(md.size());
+  const uint32_t count = md != nullptr ? static_cast<uint32_t>(md->size()) : 0;
   put(&count, 4);
-  for (const auto& [k, v] : md) {
+  if (md == nullptr) return;
+  for (const auto& [k, v] : *md) {
     const uint32_t lens[2] = {static_cast<uint32_t>(k.size()),
                               static_cast<uint32_t>(v.size())};
     put(lens, 8);
@@ -585,7 +589,7 @@ void ClientCore::Release(Buffer* b) {
 
 Status ClientCore::BuildObject(const ObjectId& id, int64_t size,
                                MutableBuffer* mb, std::string_view name,
-                               const Metadata& metadata) {
+                               const Metadata* md) {
   if (mb->core_ != nullptr) mb->core_->Abort(mb);
   mb->sealed_ = false;
   mb->size_ = 0;
@@ -595,12 +599,14 @@ Status ClientCore::BuildObject(const ObjectId& id, int64_t size,
   if (size < 0 || static_cast<uint64_t>(size) > heap_size) return BadSize(size, heap_size);
   // The common case, no name and no metadata, has nothing to check here
   // and no info block (InfoSize 0).
-  const bool plain = name.empty() && metadata.empty();
+  const bool plain = name.empty() && (md == nullptr || md->empty());
   if (!plain) {
     Status v = ValidateName(name);
     if (!v.ok()) return v;
     uint64_t md_bytes = 0;
-    for (const auto& [k, val] : metadata) md_bytes += k.size() + val.size();
+    if (md != nullptr) {
+      for (const auto& [k, val] : *md) md_bytes += k.size() + val.size();
+    }
     if (md_bytes > kMaxMetadataBytes) {
       return Status::InvalidArgument("metadata is " + std::to_string(md_bytes) +
                                      " bytes; the limit is 65536");
@@ -628,7 +634,7 @@ Status ClientCore::BuildObject(const ObjectId& id, int64_t size,
                   id);
   };
   alloc::Heap& heap = store_->heap();
-  const uint64_t isize = plain ? 0 : InfoSize(name, metadata);
+  const uint64_t isize = plain ? 0 : InfoSize(name, md);
   uint64_t ioff = 0, doff = 0;
   // The log record holds every block taken until the entry references it
   // (kOpBuild: owned[0] info, owned[1] payload); see docs/ARCHITECTURE.md.
@@ -643,7 +649,7 @@ Status ClientCore::BuildObject(const ObjectId& id, int64_t size,
     core::SetBlockRef(rec->owned[0], ioff, isize);
     core::ClearBlockRef(rec->cand);
     GLINT_CRASH_POINT();
-    WriteInfo(region_.heap() + ioff, isize, name, metadata);
+    WriteInfo(region_.heap() + ioff, isize, name, md);
   }
   if (size > 0 &&
       !heap.Allocate(static_cast<uint64_t>(size), &hints_, &doff, rec)) {

@@ -28,8 +28,9 @@ class ClientCore {
                         std::unique_ptr<ClientCore>* out);
   ~ClientCore();
 
+  // metadata: nullptr for none.
   Status BuildObject(const ObjectId& id, int64_t size, MutableBuffer* buffer,
-                     std::string_view name, const Metadata& metadata);
+                     std::string_view name, const Metadata* metadata);
   Status GetObject(const ObjectId& id, Buffer* buffer, int64_t timeout_ms);
   Status GetObjectByName(std::string_view name, Buffer* buffer,
                          int64_t timeout_ms);

@@ -200,9 +200,11 @@ class Client {
   // metadata over 64 KiB), kAlreadyExists (a live object, sealed or being
   // built, has this id or this name), kOutOfMemory (heap or table full),
   // kNotConnected (a Client inherited through fork).
+  // (Two overloads rather than default arguments: a call without a name
+  // then builds no empty Metadata map.)
+  Status BuildObject(const ObjectId& id, int64_t size, MutableBuffer* buffer);
   Status BuildObject(const ObjectId& id, int64_t size, MutableBuffer* buffer,
-                     std::string_view name = {},
-                     const Metadata& metadata = {});
+                     std::string_view name, const Metadata& metadata = {});
 
   // Waits until object `id` is sealed and gives a reference to it in
   // *buffer (releasing what *buffer held first). timeout_ms: -1 waits
