@@ -3,6 +3,7 @@
 #include "core/region.h"
 
 #include <cstddef>
+#include <cstdio>
 #include <cstring>
 #include <string>
 
@@ -158,6 +159,12 @@ Status Region::Validate(const uint8_t* base, uint64_t size) {
       h->client_stride == kClientStride &&
       h->num_wait_buckets == kNumWaitBuckets;
   if (!same) return Status::Corrupt("region header offsets are inconsistent");
+  // A mapper decides how to map from these bits (huge pages, populate).
+  if ((h->flags & ~kRegionKnownFlags) != 0) {
+    char bits[16];
+    std::snprintf(bits, sizeof(bits), "0x%x", h->flags & ~kRegionKnownFlags);
+    return Status::Corrupt(std::string("region header: unknown flag bits ") + bits);
+  }
   // 0: not calibrated. Otherwise ticks per microsecond of a real clock.
   if (!(h->tsc_per_us == 0.0 || (h->tsc_per_us >= 1.0 && h->tsc_per_us < 1.0e5))) {
     return Status::Corrupt("region header: the TSC rate " + std::to_string(h->tsc_per_us) +

@@ -93,6 +93,9 @@ enum RegionFlag : uint32_t {
   // mappers do not populate their mapping (which would allocate them all).
   kRegionLazyPages = 2,
 };
+// Every flag this layout version defines. A new flag comes with a new
+// layout version, so any other bit is damage.
+inline constexpr uint32_t kRegionKnownFlags = kRegionHugepages | kRegionLazyPages;
 
 // ---------------------------------------------------------------- clients ---
 enum ClientState : uint32_t {

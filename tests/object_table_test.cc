@@ -274,6 +274,25 @@ TEST_F(ValidateTest, TscRateThatIsNotAClocksIsCorrupt) {
   EXPECT_TRUE(Validate().ok());
 }
 
+// The flags tell a mapper how to map (huge pages, populate or not); a bit
+// this layout version does not define is damage, reported with the bits.
+TEST_F(ValidateTest, UnknownFlagBitsAreCorrupt) {
+  core::RegionHeader* h = r_.header();
+  const uint32_t saved = h->flags;
+  for (uint32_t bad : {4u, 0x80000000u, core::kRegionKnownFlags | 8u}) {
+    h->flags = bad;
+    const Status s = Validate();
+    EXPECT_EQ(s.code(), StatusCode::kCorrupt) << bad << ": " << s.ToString();
+    EXPECT_NE(s.message().find("unknown flag bits"), std::string::npos) << s.ToString();
+  }
+  for (uint32_t good : {0u, uint32_t{core::kRegionHugepages}, uint32_t{core::kRegionLazyPages},
+                        core::kRegionKnownFlags}) {
+    h->flags = good;
+    EXPECT_TRUE(Validate().ok()) << good;
+  }
+  h->flags = saved;
+}
+
 TEST_F(ValidateTest, InconsistentOffsetsAreCorrupt) {
   core::RegionHeader* h = r_.header();
   auto expect_corrupt = [&](uint64_t* field, uint64_t value, const char* what) {
