@@ -33,12 +33,10 @@
 // to show where the time of the main benchmark goes.
 
 #include <benchmark/benchmark.h>
-#include <linux/membarrier.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -354,36 +352,6 @@ void BM_AtomicCas(benchmark::State& state) {
   benchmark::DoNotOptimize(word.load());
 }
 BENCHMARK(BM_AtomicCas);
-
-// What a getter pays before it sleeps for the seal's missing fence (see
-// Store::Seal): membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED). Arg 0: no other
-// registered process runs; arg 1: a registered child spins on the other
-// core, so every call interrupts it (an IPI, the case of a sealer busy on
-// another core).
-void BM_CrossProcessBarrier(benchmark::State& state) {
-  if (syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED, 0, 0) != 0) {
-    state.SkipWithError("membarrier: not available");
-    return;
-  }
-  pid_t spinner = -1;
-  if (state.range(0) == 1) {
-    spinner = fork();
-    if (spinner == 0) {
-      syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED, 0, 0);
-      for (;;) {
-      }
-    }
-    usleep(20000);  // let it register and start spinning
-  }
-  for (auto _ : state) {
-    syscall(SYS_membarrier, MEMBARRIER_CMD_GLOBAL_EXPEDITED, 0, 0);
-  }
-  if (spinner > 0) {
-    kill(spinner, SIGKILL);
-    waitpid(spinner, nullptr, 0);
-  }
-}
-BENCHMARK(BM_CrossProcessBarrier)->Arg(0)->Arg(1);
 
 // Writing the payload alone (memset into one object being built, in the
 // region): the part of BM_CreateWriteSeal that is not glint's.

@@ -377,9 +377,6 @@ Status ClientCore::Attach(int region_fd, uint64_t region_size) {
     return Status::Corrupt("monitor gave a client slot beyond the table");
   }
   store_ = std::make_unique<core::Store>(region_);
-  // Seals need no fence when getters can put one into our threads (see
-  // Store::Seal); otherwise they take a CAS.
-  store_->set_barrier_registered(os::RegisterForBarriers());
   hints_.owner = slot_;
   records_ = region_.record(slot_, 0);
   for (uint32_t i = 0; i < core::kRecordsPerClient; ++i) {
@@ -772,9 +769,6 @@ Status ClientCore::LostBuild(const ObjectId& id) const {
 
 namespace {
 constexpr int64_t kSpinNanos = 20 * 1000;  // below one futex wake-up (~27 µs)
-// How long a getter whose CrossProcessBarrier failed sleeps between checks:
-// a seal may then miss its count in `waiters` and not wake it.
-constexpr int64_t kUnfencedSleepNanos = 1000 * 1000;
 }
 
 template <typename Find, typename FindLive>
@@ -863,11 +857,6 @@ Status ClientCore::WaitSlow(uint64_t wait_hash, int64_t timeout_ms, Find find,
     wb->waiters.fetch_add(1, std::memory_order_seq_cst);
     StoreRelease(g.rec->wait_bucket, wb_index + 1);
     core::FenceSeqCst();
-    // A sealer in a registered process stores SEALED and loads `waiters`
-    // with no fence between (Store::Seal): this barrier puts the full fence
-    // the handshake needs into its thread. If the kernel refuses it, such a
-    // seal may not see our count, so we sleep at most 1 ms at a time.
-    const bool fenced_all = os::CrossProcessBarrier();
     const int r = check();
     const int64_t now = os::MonotonicNanos();
     if (r != 0 || now >= deadline) {
@@ -875,11 +864,7 @@ Status ClientCore::WaitSlow(uint64_t wait_hash, int64_t timeout_ms, Find find,
       wb->waiters.fetch_sub(1, std::memory_order_relaxed);
       return r != 0 ? verdict(r) : Status::TimedOut("not sealed in time");
     }
-    int64_t sleep_ns = deadline == INT64_MAX ? -1 : deadline - now;
-    if (!fenced_all && (sleep_ns < 0 || sleep_ns > kUnfencedSleepNanos)) {
-      sleep_ns = kUnfencedSleepNanos;
-    }
-    os::FutexWait(&wb->seq, seq, sleep_ns);
+    os::FutexWait(&wb->seq, seq, deadline == INT64_MAX ? -1 : deadline - now);
     StoreRelease(g.rec->wait_bucket, 0u);
     wb->waiters.fetch_sub(1, std::memory_order_relaxed);
   }

@@ -21,22 +21,6 @@ bool FutexWait(std::atomic<uint32_t>* word, uint32_t expected,
 // Wakes up to `count` sleepers on *word (INT32_MAX: all).
 void FutexWakeAll(std::atomic<uint32_t>* word);
 
-// Asymmetric fences across processes (membarrier(2), Linux 4.16+).
-// RegisterForBarriers: this process asks to take part in CrossProcessBarrier
-// calls (MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED; registration belongs to
-// the process, is idempotent and lasts until exec). False when the kernel
-// or a seccomp filter does not allow it.
-bool RegisterForBarriers();
-// Runs a full memory barrier on every CPU that runs a thread of a
-// registered process, and one in the caller (MEMBARRIER_CMD_GLOBAL_EXPEDITED,
-// an IPI per such CPU: microseconds). Threads not running have passed a
-// context switch, which is a full barrier too. So for a thread of a
-// registered process that does `store A; load B` with only a compiler
-// barrier between, and a caller that does `store B; CrossProcessBarrier();
-// load A`, one of the two loads sees the other's store. False when the
-// call failed: then nothing is guaranteed beyond the caller's own fence.
-bool CrossProcessBarrier();
-
 // Microseconds since the Unix epoch (vDSO, no syscall).
 int64_t NowMicros();
 // Microseconds since the Unix epoch from the coarse clock (a few ms of

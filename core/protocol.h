@@ -13,10 +13,7 @@
 namespace glint::core {
 
 inline constexpr uint32_t kHelloMagic = 0x544e4c47;  // "GLNT"
-// 2: a seal may store SEALED without a fence, and a getter runs a
-// cross-process barrier (membarrier) before it sleeps; a getter of version
-// 1 would not, so the two must not share a store.
-inline constexpr uint32_t kProtocolVersion = 2;
+inline constexpr uint32_t kProtocolVersion = 1;
 
 // A client that leaves on purpose (its Client is destroyed) sends this
 // 4-byte word before closing, after it released everything itself. A socket

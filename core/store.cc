@@ -254,30 +254,18 @@ void Store::SetPayload(uint32_t slot, uint64_t offset, uint64_t size) {
 
 // ---------------------------------------------------------------- seal
 //
-// SEALED is stored with release: it publishes the payload and every field
-// to a getter that loads it with acquire. Only the creator writes a
-// CREATING entry (recovery does only once the creator's process has
-// exited), so no RMW is needed to own the transition: the state is checked
-// and then stored.
-//
-// The store is also the sealer's side of the waiter handshake: sealer
-// stores SEALED, then loads `waiters`; a getter increments `waiters`, then
-// loads the state, and sleeps only if it is not SEALED. One of the two must
-// see the other's store (Dekker), which needs a full fence between each
-// side's store and load. The getter, on its slow path anyway, pays for both:
-// it runs os::CrossProcessBarrier(), which puts a full barrier into every
-// running thread of every registered process. A sealer whose process is
-// registered (barrier_registered_) therefore needs only a compiler barrier;
-// one that could not register uses a SeqCst CAS, its own full fence.
-// Cases, for a registered sealer, with F the barrier the getter's membarrier
-// puts into the sealer's thread: F after the sealer's load, or between its
-// store and load: the store is visible before membarrier returns, and the
-// getter's state load sees SEALED. F before the sealer's store: the getter's
-// increment (before membarrier) is visible to the sealer's load, which wakes.
+// The SeqCst CAS to SEALED publishes the payload and every field (release
+// half) and is the sealer's side of the waiter handshake: sealer stores
+// SEALED then loads `waiters`; a getter increments `waiters` then loads the
+// state. One of them sees the other, so a getter never sleeps through a seal.
+// (Nobody else writes a CREATING entry while its creator lives, so a plain
+// store would own the transition; the full fence is what the CAS is for.
+// Moving that fence to the getter with membarrier was tried and reverted:
+// docs/ARCHITECTURE.md, decision 9.)
 bool Store::Seal(uint32_t slot, uint64_t gen, uint64_t id_hash) {
   ObjectEntry* e = r_.entry(slot);
-  // Wake reads the id's wait bucket right after the state store: fetch the
-  // line now so the miss overlaps the seal.
+  // Wake reads the id's wait bucket right after the CAS below, which lets
+  // no load pass it: fetch the line now so the miss overlaps the CAS.
   __builtin_prefetch(r_.wait_bucket(id_hash), 0, 3);
   // The name's hash is taken while the entry is still ours: once SEALED, a
   // deleter may free and reuse it at any moment.
@@ -285,14 +273,7 @@ bool Store::Seal(uint32_t slot, uint64_t gen, uint64_t id_hash) {
   const bool named = NameHashOf(e, &name_hash);
   StoreRelaxed(e->seal_tsc, os::ReadTsc());
   uint64_t expect = MakeState(gen, kObjCreating);
-  if (barrier_registered_) {
-    if (LoadRelaxed(e->state) != expect) return false;
-    StoreRelease(e->state, MakeState(gen, kObjSealed));
-    // The load of `waiters` in Wake stays after the store (see above).
-    std::atomic_signal_fence(std::memory_order_seq_cst);
-  } else if (!CasSeqCst(e->state, expect, MakeState(gen, kObjSealed))) {
-    return false;
-  }
+  if (!CasSeqCst(e->state, expect, MakeState(gen, kObjSealed))) return false;
   GLINT_CRASH_POINT();
   Wake(id_hash);
   if (named) Wake(name_hash);

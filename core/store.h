@@ -66,15 +66,11 @@ class Store {
                 OpRecord* rec = nullptr);
   // Creator only, while CREATING.
   void SetPayload(uint32_t slot, uint64_t offset, uint64_t size);
-  // Creator only: CREATING(gen) -> SEALED(gen), then wakes waiters (of the
-  // id, whose hash is id_hash, and of the name if any). False when the
-  // entry is no longer this build (only a damaged region does that: the
-  // monitor recovers a client only once its process has exited).
+  // Creator only: CAS CREATING(gen) -> SEALED(gen), then wakes waiters (of
+  // the id, whose hash is id_hash, and of the name if any). False when the
+  // entry is no longer this build (a damaged region: the monitor recovers a
+  // client only once its process has exited).
   bool Seal(uint32_t slot, uint64_t gen, uint64_t id_hash);
-  // Seal may publish SEALED with a plain release store, no fence, because
-  // this process is registered for CrossProcessBarrier and every getter
-  // runs one before it sleeps (see Seal). Off (the default): a SeqCst CAS.
-  void set_barrier_registered(bool on) { barrier_registered_ = on; }
   // Creator only: frees the payload and info blocks, unpublishes the entry
   // (ABORTED(gen)) and wakes waiters.
   // False when the entry is no longer this build.
@@ -149,7 +145,6 @@ class Store {
   alloc::Heap heap_;
   os::TscClock clock_;  // create_time_us from the create's TSC reading
   uint32_t holder_words_;  // holder words in use: (max_clients + 63) / 64
-  bool barrier_registered_ = false;  // see set_barrier_registered
 };
 
 }  // namespace glint::core

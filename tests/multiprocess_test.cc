@@ -5,14 +5,8 @@
 // reports failures through its exit code (and a line on stderr) and leaves
 // with _exit, so nothing of the parent's runs twice.
 
-#include <linux/audit.h>
-#include <linux/filter.h>
-#include <linux/seccomp.h>
 #include <signal.h>
-#include <stddef.h>
 #include <sys/mman.h>
-#include <sys/prctl.h>
-#include <sys/syscall.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -29,8 +23,6 @@
 #include <vector>
 
 #include "alloc/heap.h"
-#include "core/object_table.h"
-#include "core/os.h"
 #include "glint/glint.h"
 #include "tests/test_util.h"
 
@@ -1039,61 +1031,14 @@ TEST_F(MultiProcessTest, InheritedClientIsInertInChild) {
   EXPECT_EQ(CheckPattern(held.data(), held.size(), SeedOf(id)), -1);
 }
 
-// ------------------------------------------------- the seal/sleep handshake
-//
-// A seal in a process registered for barriers stores SEALED with no fence;
-// a getter runs os::CrossProcessBarrier before it sleeps (Store::Seal has
-// the argument). These tests cover that path under load and the two
-// fallbacks: a sealer that could not register (it seals with a CAS) and a
-// getter whose barrier fails (it re-checks every millisecond).
-
-// Makes membarrier(2) fail with EPERM in the calling process, as a
-// container's seccomp profile may. False if the filter could not be set.
-bool DenyMembarrier() {
-#if defined(__x86_64__)
-  constexpr uint32_t kArch = AUDIT_ARCH_X86_64;
-#elif defined(__aarch64__)
-  constexpr uint32_t kArch = AUDIT_ARCH_AARCH64;
-#else
-  return false;
-#endif
-  sock_filter f[] = {
-      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, arch)),
-      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, kArch, 1, 0),
-      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
-      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, nr)),
-      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_membarrier, 0, 1),
-      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
-      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
-  };
-  sock_fprog prog{static_cast<unsigned short>(sizeof(f) / sizeof(f[0])), f};
-  return prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0 &&
-         prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) == 0;
-}
-
-// Seals `id` (built by `c` into `mb`) the way a seal whose wake-up is lost
-// would look to a getter: SEALED is stored, no one is woken. The buffer is
-// left sealed-by-hand; its own Seal then answers kAborted.
-void SealWithoutWaking(const Client* c, const ObjectId& id) {
-  const core::Region r(const_cast<uint8_t*>(c->region_base()),
-                       static_cast<uint64_t>(c->region_size()));
-  const core::IdWords want = core::LoadIdWords(id.data());
-  for (uint32_t s = 0; s < r.num_obj_slots(); ++s) {
-    core::ObjectEntry* e = r.entry(s);
-    const uint64_t st = e->state.load();
-    if (core::StateOf(st) != core::kObjCreating) continue;
-    const core::IdWords got = core::EntryId(e);
-    if (got.w[0] != want.w[0] || got.w[1] != want.w[1]) continue;
-    e->state.store(core::MakeState(core::GenOf(st), core::kObjSealed));
-    return;
-  }
-  ADD_FAILURE() << "no entry being built for " << id.hex();
-}
-
-// Many seals, each landing at a random point of a getter's spin, announce
-// or sleep; every get must succeed long before its timeout.
+// Seals landing at random points of a getter's wait: during its spin, around
+// its announce and re-check, and while it sleeps. Every get must succeed long
+// before its timeout: a lost or misdirected wake-up leaves one hanging (20 s
+// each, then the check fails). It exercises the spin-to-sleep transition and
+// the `seq` re-check 1500 times; a fence missing from the handshake loses a
+// wake-up only in a window of nanoseconds, which this test is too coarse to
+// hit reliably (that argument is in docs/ARCHITECTURE.md).
 TEST_F(MultiProcessTest, EverySealWakesAGetterInAnotherProcess) {
-  ASSERT_TRUE(os::RegisterForBarriers()) << "membarrier(2) is needed by this store";
   constexpr int kObjects = 1500;
   std::vector<ObjectId> ids(kObjects);
   for (ObjectId& id : ids) id = ObjectId::Random();
@@ -1110,7 +1055,7 @@ TEST_F(MultiProcessTest, EverySealWakesAGetterInAnotherProcess) {
     return 0;
   });
   std::mt19937 rng(7);
-  std::uniform_int_distribution<int> delay_us(0, 120);  // spin ends at 20 µs
+  std::uniform_int_distribution<int> delay_us(0, 120);  // the spin ends at 20 µs
   for (int i = 0; i < kObjects; ++i) {
     ASSERT_TRUE(AwaitCount(*got, i)) << "the getter is stuck at " << i;
     const auto until = std::chrono::steady_clock::now() +
@@ -1123,99 +1068,6 @@ TEST_F(MultiProcessTest, EverySealWakesAGetterInAnotherProcess) {
     GLINT_ASSERT_OK(mb.Seal());
   }
   EXPECT_EQ(Reap(getter, seconds(60)), 0);
-}
-
-// Milliseconds `fn` took.
-template <typename F>
-int64_t MillisOf(F&& fn) {
-  const auto t0 = std::chrono::steady_clock::now();
-  fn();
-  return std::chrono::duration_cast<milliseconds>(std::chrono::steady_clock::now() - t0)
-      .count();
-}
-
-// The control for the next test: a getter that can run the barrier sleeps
-// until it is woken, so a seal that wakes nobody leaves it asleep until its
-// timeout (where its last look finds the object). Without this, the next
-// test could pass for a getter that never slept.
-TEST_F(MultiProcessTest, SealThatWakesNobodyLeavesAGetterAsleep) {
-  const ObjectId id = ObjectId::Random();
-  const pid_t getter = Spawn([&]() -> int {
-    auto client = ChildConnect();
-    CHILD_CHECK(client != nullptr);
-    Buffer b;
-    Status s;
-    const int64_t ms = MillisOf([&] { s = client->GetObject(id, &b, 1500); });
-    CHILD_OK(s);
-    CHILD_CHECK(ms >= 1400);
-    return 0;
-  });
-  ASSERT_TRUE(WaitForSleepers(client_.get(), IdWaitHash(id)));
-  MutableBuffer mb;
-  GLINT_ASSERT_OK(client_->BuildObject(id, 64, &mb));
-  SealWithoutWaking(client_.get(), id);
-  EXPECT_EQ(Reap(getter), 0);
-  EXPECT_EQ(mb.Seal().code(), StatusCode::kAborted);
-  GLINT_EXPECT_OK(client_->Delete(id));
-}
-
-// A getter whose membarrier is refused (seccomp) cannot make an unfenced
-// seal see its count, so it re-checks every millisecond: it finds an object
-// sealed without a wake-up long before its timeout, where the getter of the
-// test above sleeps until its own.
-TEST_F(MultiProcessTest, GetterWithoutBarriersFindsASealThatWokeNobody) {
-  const ObjectId id = ObjectId::Random();
-  const pid_t getter = Spawn([&]() -> int {
-    CHILD_CHECK(DenyMembarrier());
-    CHILD_CHECK(!os::CrossProcessBarrier());
-    auto client = ChildConnect();
-    CHILD_CHECK(client != nullptr);
-    Buffer b;
-    Status s;
-    // It should take about a millisecond; sleeping until the timeout (the
-    // getter of the test above) would take 10 s.
-    const int64_t ms = MillisOf([&] { s = client->GetObject(id, &b, 10000); });
-    CHILD_OK(s);
-    CHILD_CHECK(b.size() == 64);
-    CHILD_CHECK(ms < 5000);
-    return 0;
-  });
-  ASSERT_TRUE(WaitForSleepers(client_.get(), IdWaitHash(id)));
-  MutableBuffer mb;
-  GLINT_ASSERT_OK(client_->BuildObject(id, 64, &mb));
-  SealWithoutWaking(client_.get(), id);
-  EXPECT_EQ(Reap(getter), 0);
-  EXPECT_EQ(mb.Seal().code(), StatusCode::kAborted);
-  GLINT_EXPECT_OK(client_->Delete(id));
-}
-
-// A sealer that cannot register for barriers seals with a CAS, its own
-// fence, and wakes a sleeping getter in another process.
-TEST_F(MultiProcessTest, SealerWithoutBarriersWakesAGetter) {
-  const ObjectId id = ObjectId::Random();
-  const pid_t getter = Spawn([&]() -> int {
-    auto client = ChildConnect();
-    CHILD_CHECK(client != nullptr);
-    Buffer b;
-    CHILD_OK(client->GetObject(id, &b, -1));
-    CHILD_CHECK(b.size() == 64 && b.data()[63] == 9);
-    return 0;
-  });
-  ASSERT_TRUE(WaitForSleepers(client_.get(), IdWaitHash(id)));
-  const pid_t sealer = Spawn([&]() -> int {
-    CHILD_CHECK(DenyMembarrier());
-    CHILD_CHECK(!os::RegisterForBarriers());
-    auto client = ChildConnect();
-    CHILD_CHECK(client != nullptr);
-    MutableBuffer mb;
-    CHILD_OK(client->BuildObject(id, 64, &mb));
-    mb.mutable_data()[63] = 9;
-    CHILD_OK(mb.Seal());
-    return 0;
-  });
-  EXPECT_EQ(Reap(sealer), 0);
-  // Without a timeout: -1 here means it never woke up.
-  EXPECT_EQ(Reap(getter, seconds(20)), 0);
 }
 
 }  // namespace

@@ -126,12 +126,14 @@ class MutableBuffer {
   // Makes the object immutable and visible to every client; wakes getters
   // waiting for it. Never blocks.
   // Errors: kFailedPrecondition (already sealed, aborted or empty buffer),
-  // kAborted (the monitor took this client for gone and aborted the build).
+  // kNotConnected (a buffer inherited through fork), kAborted (the object's
+  // table entry no longer holds this build: the monitor cleans up after a
+  // client only once its process exited, so only a damaged region does this).
   Status Seal();
   // Discards the object and frees its memory; its id and name are free for
   // a new builder at once. Getters that saw it being built answer kAborted.
   // Errors: kFailedPrecondition (sealed, already aborted or empty buffer),
-  // kAborted (the monitor already aborted it).
+  // kNotConnected (a buffer inherited through fork), kAborted (as for Seal).
   Status Abort();
 
  private:
