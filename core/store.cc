@@ -267,17 +267,32 @@ bool Store::Seal(uint32_t slot, uint64_t gen, uint64_t id_hash) {
   // Wake reads the id's wait bucket right after the CAS below, which lets
   // no load pass it: fetch the line now so the miss overlaps the CAS.
   __builtin_prefetch(r_.wait_bucket(id_hash), 0, 3);
+  // A named object also wakes the getters of its name: out of line, so the
+  // common unnamed seal needs few registers (and saves few).
+  if (LoadRelaxed(e->name_len) != 0) return SealNamed(e, gen, id_hash);
+  if (!CommitSeal(e, gen)) return false;
+  GLINT_CRASH_POINT();
+  Wake(id_hash);
+  return true;
+}
+
+bool Store::SealNamed(ObjectEntry* e, uint64_t gen, uint64_t id_hash) {
   // The name's hash is taken while the entry is still ours: once SEALED, a
   // deleter may free and reuse it at any moment.
   uint64_t name_hash = 0;
   const bool named = NameHashOf(e, &name_hash);
-  StoreRelaxed(e->seal_tsc, os::ReadTsc());
-  uint64_t expect = MakeState(gen, kObjCreating);
-  if (!CasSeqCst(e->state, expect, MakeState(gen, kObjSealed))) return false;
+  if (!CommitSeal(e, gen)) return false;
   GLINT_CRASH_POINT();
   Wake(id_hash);
   if (named) Wake(name_hash);
   return true;
+}
+
+// The seal time, then CREATING(gen) -> SEALED(gen).
+inline bool Store::CommitSeal(ObjectEntry* e, uint64_t gen) {
+  StoreRelaxed(e->seal_tsc, os::ReadTsc());
+  uint64_t expect = MakeState(gen, kObjCreating);
+  return CasSeqCst(e->state, expect, MakeState(gen, kObjSealed));
 }
 
 // The hash only picks the wait bucket to wake, so a damaged entry (a length
@@ -294,9 +309,7 @@ uint64_t Store::HashName(const ObjectEntry* e, uint16_t len) const {
   return NameHash(std::string_view(name, len));
 }
 
-void Store::Wake(uint64_t hash) {
-  WaitBucket* wb = r_.wait_bucket(hash);
-  if (LoadSeqCst(wb->waiters) == 0) return;  // nobody sleeps: no syscall
+void Store::WakeSleepers(WaitBucket* wb) {
   wb->seq.fetch_add(1, std::memory_order_seq_cst);
   os::FutexWakeAll(&wb->seq);
 }

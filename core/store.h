@@ -115,7 +115,10 @@ class Store {
   }
 
   // Wakes getters sleeping in the wait bucket of `hash`, if any.
-  void Wake(uint64_t hash);
+  void Wake(uint64_t hash) {
+    WaitBucket* wb = r_.wait_bucket(hash);
+    if (LoadSeqCst(wb->waiters) != 0) WakeSleepers(wb);  // else no syscall
+  }
 
   // True when a committed (being built or sealed) object has a.id or a.name.
   // For error paths: lets a full store still answer AlreadyExists.
@@ -131,6 +134,11 @@ class Store {
 
  private:
   void FreeBlocks(ObjectEntry* e, OpRecord* rec);
+  // Seal of an object with a name (see Seal).
+  [[gnu::noinline]] bool SealNamed(ObjectEntry* e, uint64_t gen, uint64_t id_hash);
+  bool CommitSeal(ObjectEntry* e, uint64_t gen);
+  // Bumps the bucket's seq and wakes its sleepers (a syscall).
+  [[gnu::noinline]] void WakeSleepers(WaitBucket* wb);
   void Unclaim(uint32_t slot, uint64_t gen, const Key& id_key);
   Key IdKeyOf(const ObjectEntry* e) const;
   // The hash of the entry's name of `len` (> 0) bytes. Out of line: its
