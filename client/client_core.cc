@@ -422,13 +422,15 @@ ClientCore::~ClientCore() {
   os::Unmap(region_.base(), static_cast<int64_t>(region_.size()));
 }
 
-core::OpRecord* ClientCore::AcquireRecord() {
+core::OpRecord* ClientCore::AcquireRecord(bool* from_cache) {
   RecordCache& tc = t_record_cache;
   if (tc.rec != nullptr && tc.core_id == id_) {
     core::OpRecord* r = tc.rec;  // the common case: no atomic at all
     tc.rec = nullptr;
+    *from_cache = true;
     return r;
   }
+  *from_cache = false;
   uint64_t v = idle_records_.load(std::memory_order_relaxed);
   for (uint32_t spins = 0;; ++spins) {  // usually one CAS, no spin
     if (v == 0) {
@@ -456,16 +458,22 @@ core::OpRecord* ClientCore::TryAcquireRecord(int keep_idle) {
 
 // Cleared field by field (the monitor may read a live client's record at
 // any time), then marked idle.
-void ClientCore::ReleaseRecord(core::OpRecord* r, bool clean) {
+void ClientCore::ReleaseRecord(core::OpRecord* r, bool clean, bool from_cache) {
   if (clean) {
     StoreRelease(r->op, static_cast<uint32_t>(core::kOpNone));
   } else {
     core::ClearRecord(*r);
   }
+  RecordCache& tc = t_record_cache;
+  // Back to the cache it came from (still this client's: core_id is kept
+  // while the record is out, and a thread runs one operation at a time).
+  if (from_cache) {
+    tc.rec = r;
+    return;
+  }
   // Kept by this thread for its next operation while the pool has plenty
   // (sleeping getters and other threads always find kRecordsKeptIdle);
   // a cache holding nothing may change clients.
-  RecordCache& tc = t_record_cache;
   if (tc.rec == nullptr && !tc.exited &&
       std::popcount(idle_records_.load(std::memory_order_relaxed)) >= kRecordsKeptIdle) {
     if (!tc.exit_hook) {

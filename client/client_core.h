@@ -99,28 +99,31 @@ class ClientCore {
   // operations take and give back a record without a locked instruction.
   // `clean`: the operation cleared every field it set but `op` (abort,
   // delete, free, wait do), so only `op` is reset.
-  core::OpRecord* AcquireRecord();
+  // *from_cache: whether it was this thread's cached record (ReleaseRecord
+  // then puts it straight back).
+  core::OpRecord* AcquireRecord(bool* from_cache);
   // A record only if more than `keep_idle` are idle; else nullptr.
   core::OpRecord* TryAcquireRecord(int keep_idle);
   static constexpr int kRecordsKeptFromSleepers = 8;
   static constexpr int kRecordsKeptIdle = 16;
-  void ReleaseRecord(core::OpRecord* rec, bool clean);
+  void ReleaseRecord(core::OpRecord* rec, bool clean, bool from_cache = false);
   struct RecordGuard {
     enum Kind { kDirty, kClean };
     // AcquireRecord never answers null (it waits for a record instead):
     // saying so lets the inlined operations drop their `rec != nullptr`
     // checks (those are for core/ unit tests, which pass no record).
     explicit RecordGuard(ClientCore* c, Kind k = kDirty)
-        : core(c), rec(c->AcquireRecord()), clean(k == kClean) {
+        : core(c), rec(c->AcquireRecord(&from_cache)), clean(k == kClean) {
       if (rec == nullptr) __builtin_unreachable();
     }
     // Adopts a record the caller took (TryAcquireRecord).
     RecordGuard(ClientCore* c, core::OpRecord* r, Kind k)
         : core(c), rec(r), clean(k == kClean) {}
-    ~RecordGuard() { core->ReleaseRecord(rec, clean); }
+    ~RecordGuard() { core->ReleaseRecord(rec, clean, from_cache); }
     RecordGuard(const RecordGuard&) = delete;
     RecordGuard& operator=(const RecordGuard&) = delete;
     ClientCore* core;
+    bool from_cache = false;  // before rec: AcquireRecord sets it
     core::OpRecord* rec;
     bool clean;
   };
