@@ -1738,6 +1738,50 @@ TEST_F(ClientApiThreadsTest, NameWaiterGetsAbortedForEveryName) {
   }
 }
 
+// GetObjects makes keys a few ids ahead of the one it holds (to overlap the
+// table's misses), then waits for what it did not find: every batch length
+// around that distance, with one id missing at every position, fills
+// exactly the right buffers and names the missing id. (A look-ahead that
+// used the wrong key would only be slow: the wait pass finds those ids;
+// BM_GetObjects shows the speed.)
+TEST_F(ClientApiTest, GetObjectsEveryLengthAndMissingPosition) {
+  std::vector<ObjectId> pool;
+  for (int i = 0; i < 20; ++i) {
+    pool.push_back(MakeId(9, i));
+    ASSERT_TRUE(Put(pool.back(), 10 + i));
+  }
+  const ObjectId absent = MakeId(9, 1000);
+  std::vector<Buffer> bufs;
+  for (size_t n = 1; n <= pool.size(); ++n) {
+    std::vector<ObjectId> ids(pool.begin(), pool.begin() + static_cast<ptrdiff_t>(n));
+    const Status all = client_->GetObjects(ids, &bufs, 0);
+    ASSERT_TRUE(all.ok()) << n << ": " << all.ToString();
+    ASSERT_EQ(bufs.size(), n);
+    for (size_t i = 0; i < n; ++i) {
+      ASSERT_TRUE(bufs[i].valid()) << n << " " << i;
+      EXPECT_EQ(bufs[i].id(), ids[i]);
+      EXPECT_EQ(bufs[i].size(), static_cast<int64_t>(10 + i));
+    }
+    for (size_t miss = 0; miss < n; ++miss) {
+      std::vector<ObjectId> with = ids;
+      with[miss] = absent;
+      const Status st = client_->GetObjects(with, &bufs, 0);
+      EXPECT_EQ(st.code(), StatusCode::kTimedOut) << n << " " << miss;
+      EXPECT_NE(st.message().find(absent.hex()), std::string::npos) << st.ToString();
+      ASSERT_EQ(bufs.size(), n);
+      for (size_t i = 0; i < n; ++i) {
+        EXPECT_EQ(bufs[i].valid(), i != miss) << n << " " << miss << " " << i;
+        if (i != miss) {
+          EXPECT_EQ(bufs[i].id(), with[i]);
+        }
+      }
+    }
+  }
+  bufs.clear();
+  for (const ObjectId& id : pool) GLINT_ASSERT_OK(client_->Delete(id));
+  EXPECT_TRUE(StoreBecomesEmpty(client_.get()));
+}
+
 TEST_F(ClientApiThreadsTest, GetObjectsWaitsForAll) {
   std::vector<ObjectId> ids = {ObjectId::Random(), ObjectId::Random(), ObjectId::Random()};
   ASSERT_TRUE(Put(ids[0], 10));
