@@ -5,6 +5,7 @@
 // mounts a small tmpfs of its own with the option it needs: as root, which
 // the CI is; elsewhere the tests say why they cannot run.
 
+#include <signal.h>
 #include <sys/mount.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -46,6 +47,10 @@ class HugepagesTest : public ::testing::Test {
     options_.shm_dir = dir_;
     options_.hugepages = hugepages;
     options_.prefault = prefault;
+    return StartWithOptions();
+  }
+  // Starts a store with options_ as they are, keeping its log lines.
+  Status StartWithOptions() {
     options_.log = [this](const std::string& line) {
       std::lock_guard<std::mutex> l(log_mu_);
       log_ += line + "\n";
@@ -139,6 +144,53 @@ TEST_F(HugepagesTest, AFileSystemWithoutHugePagesGetsAWarningAndAWorkingStore) {
   Buffer b;
   GLINT_ASSERT_OK(c->GetObject(id, &b, 0));
   EXPECT_EQ(b.data()[12345], 0x5a);
+}
+
+// A monitor of a huge-page store killed with SIGKILL: the next one
+// re-attaches the region (its flags still say huge pages), logs that it is
+// on huge pages, keeps the object, and a new client maps it with them.
+TEST_F(HugepagesTest, ARestartedMonitorReattachesAHugePageStore) {
+  Mount("advise");
+  if (IsSkipped()) return;
+  options_ = SmallStoreOptions(int64_t{16} << 20);
+  options_.shm_dir = dir_;
+  options_.hugepages = true;
+  const ObjectId kept = ObjectId::Random();
+  int ready[2];
+  ASSERT_EQ(pipe(ready), 0);
+  const pid_t owner = fork();
+  ASSERT_GE(owner, 0);
+  if (owner == 0) {
+    close(ready[0]);
+    std::unique_ptr<Monitor> m;
+    if (!Monitor::Start(options_, &m).ok()) _exit(1);
+    if (HugeKibOfANewClient(options_.socket_path, kept) < 2048) _exit(2);
+    const char ok = 'k';
+    if (write(ready[1], &ok, 1) != 1) _exit(3);
+    for (;;) pause();  // until SIGKILL: no cleanup runs
+  }
+  close(ready[1]);
+  char got = 0;
+  const bool started = read(ready[0], &got, 1) == 1 && got == 'k';
+  close(ready[0]);
+  kill(owner, SIGKILL);
+  int status = 0;
+  ASSERT_EQ(waitpid(owner, &status, 0), owner);
+  ASSERT_TRUE(started) << "the first monitor did not start a huge-page store (exit "
+                       << (WIFEXITED(status) ? WEXITSTATUS(status) : -1) << ")";
+
+  GLINT_ASSERT_OK(StartWithOptions());  // the same socket and directory
+  EXPECT_TRUE(monitor_->reattached());
+  EXPECT_NE(Log().find("the region is on huge pages"), std::string::npos) << Log();
+  EXPECT_EQ(Log().find("warning"), std::string::npos) << Log();
+  EXPECT_GE(HugeKibOfANewClient(options_.socket_path, ObjectId::Random()), 2048);
+  std::unique_ptr<Client> c;
+  GLINT_ASSERT_OK(Client::Connect(options_.socket_path, &c));
+  Buffer b;
+  GLINT_ASSERT_OK(c->GetObject(kept, &b, 0));
+  ASSERT_EQ(b.size(), 1 << 20);
+  EXPECT_EQ(b.data()[0], 0x5a);
+  EXPECT_EQ(b.data()[(1 << 20) - 1], 0x5a);
 }
 
 }  // namespace
