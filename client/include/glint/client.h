@@ -221,8 +221,11 @@ class Client {
   Status GetObjectByName(std::string_view name, Buffer* buffer,
                          int64_t timeout_ms = -1);
   // Gets many: (*buffers)[i] holds ids[i], or is empty if it was not sealed
-  // within the one shared timeout. OK only when every id was found;
-  // otherwise kTimedOut (or kAborted) with the found ones still filled in.
+  // within the one shared timeout. Every id sealed at the call is taken
+  // first, without a wait or a clock read; then it waits for the others in
+  // order. OK only when every id was found; otherwise kTimedOut (or
+  // kAborted) for the first one missing, with the found ones filled in.
+  // Blocks as GetObject does, at most timeout_ms in all. Also kNotConnected.
   Status GetObjects(const std::vector<ObjectId>& ids,
                     std::vector<Buffer>* buffers, int64_t timeout_ms = -1);
 
