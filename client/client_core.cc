@@ -355,16 +355,10 @@ Status ClientCore::Attach(int region_fd, uint64_t region_size) {
   if (static_cast<uint64_t>(st.st_size) != region_size) {
     return Status::Corrupt("region file size differs from what the monitor said");
   }
-  // How to map depends on the region's flags, read first: a store on huge
-  // pages is mapped with them only if the mapping is advised before it is
-  // populated, and a store that was not prefaulted is not populated (that
-  // would allocate every page). (Validate checks the whole header after
-  // the mapping; a short read here maps as for flags 0.)
-  uint32_t flags = 0;
-  if (pread(region_fd, &flags, sizeof(flags), offsetof(core::RegionHeader, flags)) !=
-      sizeof(flags)) {
-    flags = 0;
-  }
+  // A store on huge pages is mapped with them only if the mapping is
+  // advised before it is populated, and a store that was not prefaulted is
+  // not populated (that would allocate every page).
+  const uint32_t flags = core::Region::FlagsOfFile(region_fd);
   void* base = nullptr;
   Status s = os::MapShared(region_fd, static_cast<int64_t>(region_size),
                            (flags & core::kRegionLazyPages) == 0, &base,

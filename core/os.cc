@@ -156,6 +156,10 @@ int64_t HugeMappedKib(const void* addr) {
   return found ? kib : -1;
 }
 
+bool ReadAt(int fd, void* buf, size_t n, int64_t offset) {
+  return pread(fd, buf, n, static_cast<off_t>(offset)) == static_cast<ssize_t>(n);
+}
+
 void Unmap(void* addr, int64_t size) {
   if (addr != nullptr) munmap(addr, static_cast<size_t>(size));
 }

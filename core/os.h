@@ -77,6 +77,9 @@ Status MapShared(int fd, int64_t size, bool populate, void** out, bool huge = fa
 // from /proc/self/smaps; -1 when there is no such mapping or no smaps.
 int64_t HugeMappedKib(const void* addr);
 void Unmap(void* addr, int64_t size);
+// Reads exactly n bytes of `fd` at `offset` (pread); false on error or a
+// short read.
+bool ReadAt(int fd, void* buf, size_t n, int64_t offset);
 
 // A Status for errno `err` of `what` on `path`.
 Status ErrnoStatus(int err, const std::string& what, const std::string& path);

@@ -2,6 +2,8 @@
 
 #include "core/region.h"
 
+#include "core/os.h"
+
 #include <cstddef>
 #include <cstdio>
 #include <cstring>
@@ -114,6 +116,12 @@ void Region::Format(uint8_t* base, const RegionHeader& layout) {
   h->next_client_serial.store(1, std::memory_order_relaxed);
   std::atomic_thread_fence(std::memory_order_release);
   h->magic = kRegionMagic;
+}
+
+uint32_t Region::FlagsOfFile(int fd) {
+  uint32_t flags = 0;
+  if (!os::ReadAt(fd, &flags, sizeof(flags), offsetof(RegionHeader, flags))) return 0;
+  return flags;
 }
 
 Status Region::Validate(const uint8_t* base, uint64_t size) {

@@ -371,6 +371,11 @@ class Region {
   // Checks magic, version and that every section lies inside `size`.
   // Errors: kIncompatible (magic or version), kCorrupt (bad offsets).
   static Status Validate(const uint8_t* base, uint64_t size);
+  // The header's flags read from the region file, before it is mapped: how
+  // to map it depends on them (huge pages, populate or not). 0 when the
+  // read fails, which maps it as a region without flags; Validate checks
+  // the mapped header afterwards.
+  static uint32_t FlagsOfFile(int fd);
 
   uint8_t* base() const { return base_; }
   uint64_t size() const { return size_; }

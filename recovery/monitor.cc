@@ -23,7 +23,6 @@
 
 #include <algorithm>
 #include <atomic>
-#include <cstddef>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -485,17 +484,13 @@ Status MonitorImpl::AttachRegion() {
   size_ = static_cast<uint64_t>(st.st_size);
   // Not populated: the file may be anything until it validates, and a
   // region's pages were allocated when it was created. A region on huge
-  // pages is advised before anything faults it in (flags read first, as a
-  // client does), so that our mapping maps them huge too and the check below
-  // can see what the region got; Validate refuses unknown flag bits.
-  uint32_t flags = 0;
-  if (pread(region_fd_, &flags, sizeof(flags), offsetof(core::RegionHeader, flags)) !=
-      sizeof(flags)) {
-    flags = 0;
-  }
+  // pages is advised before anything faults it in (as a client maps it), so
+  // that our mapping maps them huge too and the check below can see what
+  // the region got; Validate refuses unknown flag bits.
   void* base = nullptr;
   Status s = os::MapShared(region_fd_, static_cast<int64_t>(size_), false, &base,
-                           (flags & core::kRegionHugepages) != 0);
+                           (core::Region::FlagsOfFile(region_fd_) &
+                            core::kRegionHugepages) != 0);
   if (!s.ok()) return s;
   base_ = static_cast<uint8_t*>(base);
   s = core::Region::Validate(base_, size_);
@@ -541,9 +536,6 @@ Status MonitorImpl::AttachRegion() {
   std::atomic_ref<uint32_t>(h->monitor_pid)
       .store(static_cast<uint32_t>(getpid()), std::memory_order_relaxed);
   if ((h->flags & core::kRegionHugepages) != 0) {
-    if ((flags & core::kRegionHugepages) == 0) {
-      (void)madvise(base_, size_, MADV_HUGEPAGE);  // the pread above failed
-    }
     CheckHugepages();
   } else if (options_.hugepages) {
     Log("warning: huge pages were asked, but the existing region was created "
