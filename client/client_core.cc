@@ -932,9 +932,10 @@ Status ClientCore::GetObjects(const std::vector<ObjectId>& ids,
   Status s = CheckUsable();
   if (!s.ok()) return s;
   // First every id that is sealed now: no clock read, no wait. The keys
-  // are made kAhead ids early and their first lines prefetched, so that on
-  // a table not in cache the misses of a batch overlap instead of following
-  // one another.
+  // are made kAhead ids early and their lines prefetched (bucket header and
+  // both lines of the slot-0 entry, as for a create: Hold writes the holder
+  // word on the second), so that on a table not in cache the misses of a
+  // batch overlap instead of following one another.
   constexpr size_t kAhead = 8;
   const size_t n = ids.size();
   const uint64_t num_buckets = region_.header()->obj_num_buckets;

@@ -106,7 +106,7 @@ class ClientCore {
   core::OpRecord* TryAcquireRecord(int keep_idle);
   static constexpr int kRecordsKeptFromSleepers = 8;
   static constexpr int kRecordsKeptIdle = 16;
-  void ReleaseRecord(core::OpRecord* rec, bool clean, bool from_cache = false);
+  void ReleaseRecord(core::OpRecord* rec, bool clean, bool from_cache);
   struct RecordGuard {
     enum Kind { kDirty, kClean };
     // AcquireRecord never answers null (it waits for a record instead):
