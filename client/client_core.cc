@@ -208,6 +208,13 @@ int64_t DeadlineAfter(int64_t now_ns, int64_t timeout_ms) {
   return now_ns + timeout_ms * 1000000;
 }
 
+// The deadline of a wait that starts now (see ClientCore::WaitFor): with
+// timeout 0 no wait at all, and no clock read.
+constexpr int64_t kNoWait = INT64_MIN;
+int64_t WaitDeadline(int64_t timeout_ms) {
+  return timeout_ms == 0 ? kNoWait : DeadlineAfter(os::MonotonicNanos(), timeout_ms);
+}
+
 // BuildObject's refusals of a size, out of line (cold).
 [[gnu::noinline, gnu::cold]] Status BadSize(int64_t size, uint64_t heap_size) {
   if (size < 0) {
@@ -773,8 +780,8 @@ namespace {
 constexpr int64_t kSpinNanos = 20 * 1000;  // below one futex wake-up (~27 µs)
 }
 
-template <typename Find, typename FindLive>
-Status ClientCore::WaitFor(uint64_t wait_hash, int64_t timeout_ms, Find find,
+template <typename Deadline, typename Find, typename FindLive>
+Status ClientCore::WaitFor(uint64_t wait_hash, Deadline deadline, Find find,
                            FindLive live, uint32_t* slot, uint64_t* state) {
   // The fast path: found, held, done. No clock read, no syscall.
   for (;;) {
@@ -782,16 +789,18 @@ Status ClientCore::WaitFor(uint64_t wait_hash, int64_t timeout_ms, Find find,
     if (*slot == kNoSlot) break;
     if (Hold(*slot, *state)) return Status::OK();
   }
-  return WaitSlow(wait_hash, timeout_ms, find, live, slot, state);
+  return WaitSlow(wait_hash, deadline(), find, live, slot, state);
 }
 
 template <typename Find, typename FindLive>
-Status ClientCore::WaitSlow(uint64_t wait_hash, int64_t timeout_ms, Find find,
+Status ClientCore::WaitSlow(uint64_t wait_hash, int64_t deadline, Find find,
                             FindLive live, uint32_t* slot, uint64_t* state) {
-  if (timeout_ms == 0) return Status::TimedOut("not sealed");
+  if (deadline == kNoWait) return Status::TimedOut("not sealed");
 
   const int64_t start = os::MonotonicNanos();
-  const int64_t deadline = DeadlineAfter(start, timeout_ms);
+  // (Already past: GetObjects' later ids. The caller's look-up just now
+  // was the last chance.)
+  if (start >= deadline) return Status::TimedOut("not sealed in time");
   uint32_t seen_slot = kNoSlot;  // an entry of the object being built
   uint64_t seen_gen = 0;
   // 1: found and held; 2: the build we saw was aborted; 0: keep waiting.
@@ -874,6 +883,11 @@ Status ClientCore::WaitSlow(uint64_t wait_hash, int64_t timeout_ms, Find find,
 
 Status ClientCore::GetObject(const ObjectId& id, Buffer* buffer,
                              int64_t timeout_ms) {
+  return GetById(id, buffer, [timeout_ms] { return WaitDeadline(timeout_ms); });
+}
+
+template <typename Deadline>
+Status ClientCore::GetById(const ObjectId& id, Buffer* buffer, Deadline deadline) {
   buffer->Release();
   if (inert_) return CheckUsable();
   const core::Key key =
@@ -883,7 +897,7 @@ Status ClientCore::GetObject(const ObjectId& id, Buffer* buffer,
   uint32_t slot;
   uint64_t state;
   Status s = WaitFor(
-      key.hash, timeout_ms,
+      key.hash, deadline,
       [&](uint64_t* st) { return table.Find(key, idw, core::kObjSealed, st); },
       [&](uint64_t* st) { return table.FindLive(key, idw, st); }, &slot,
       &state);
@@ -908,7 +922,7 @@ Status ClientCore::GetObjectByName(std::string_view name, Buffer* buffer,
   uint32_t slot;
   uint64_t state;
   s = WaitFor(
-      key.hash, timeout_ms,
+      key.hash, [timeout_ms] { return WaitDeadline(timeout_ms); },
       [&](uint64_t* st) {
         return table.FindByName(key, name, core::kObjSealed, st);
       },
@@ -964,17 +978,15 @@ Status ClientCore::GetObjects(const std::vector<ObjectId>& ids,
     }
   }
   if (missing == 0) return Status::OK();
-  // Then the others, one by one, within the one deadline (with timeout 0,
-  // each answers TimedOut at once).
-  const int64_t deadline = DeadlineAfter(os::MonotonicNanos(), timeout_ms);
+  // Then the others, one by one, within the one deadline, to the
+  // nanosecond. Each is looked up once more even when the deadline has
+  // passed (it may have been sealed while we waited for an earlier one);
+  // with timeout 0 none waits.
+  const int64_t deadline = WaitDeadline(timeout_ms);
   Status first_error;
   for (size_t i = 0; i < n; ++i) {
     if ((*buffers)[i].valid()) continue;
-    int64_t left = -1;
-    if (deadline != INT64_MAX) {
-      left = std::max<int64_t>(0, (deadline - os::MonotonicNanos()) / 1000000);
-    }
-    Status r = GetObject(ids[i], &(*buffers)[i], left);
+    Status r = GetById(ids[i], &(*buffers)[i], [deadline] { return deadline; });
     if (!r.ok() && first_error.ok()) first_error = r;
   }
   return first_error;

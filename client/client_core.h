@@ -78,13 +78,20 @@ class ClientCore {
 
   // Waits for a sealed entry found by `find` (returns a slot and state),
   // holding it on success. `live` finds an entry being built (for kAborted).
-  template <typename Find, typename FindLive>
-  Status WaitFor(uint64_t wait_hash, int64_t timeout_ms, Find find,
+  // `deadline()` gives the CLOCK_MONOTONIC nanosecond to give up at
+  // (INT64_MAX: never; kNoWait: do not wait at all). It is called only when
+  // the entry is not found at once, so the fast path reads no clock.
+  template <typename Deadline, typename Find, typename FindLive>
+  Status WaitFor(uint64_t wait_hash, Deadline deadline, Find find,
                  FindLive live, uint32_t* slot, uint64_t* state);
   // WaitFor once the object was not found at once: spin, then sleep.
   template <typename Find, typename FindLive>
-  [[gnu::noinline]] Status WaitSlow(uint64_t wait_hash, int64_t timeout_ms, Find find,
+  [[gnu::noinline]] Status WaitSlow(uint64_t wait_hash, int64_t deadline, Find find,
                                     FindLive live, uint32_t* slot, uint64_t* state);
+  // GetObject with a deadline as WaitFor takes it; GetObjects' waits share
+  // one absolute deadline this way, with no rounding to milliseconds.
+  template <typename Deadline>
+  Status GetById(const ObjectId& id, Buffer* buffer, Deadline deadline);
 
   // Cold paths are kept out of line: the public calls are flattened (every
   // call inlined, client/client.cc) down to these.

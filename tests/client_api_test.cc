@@ -795,6 +795,39 @@ TEST_F(ClientApiTest, GetMissingTimesOut) {
   GLINT_EXPECT_CODE(client_->GetObject(building, &b, 20), StatusCode::kTimedOut);
 }
 
+
+// A wait that times out has lasted its whole timeout, for every get call,
+// short timeouts included. (GetObjects once rounded what was left of its
+// deadline down to whole milliseconds for each missing id: with 1 ms it did
+// not wait at all, with 3 ms about 2.) Lower bounds only: a loaded machine
+// may wait longer.
+TEST_F(ClientApiTest, TimedOutGetsWaitedTheWholeTimeout) {
+  const ObjectId present = ObjectId::Random();
+  ASSERT_TRUE(Put(present, 8));
+  const std::vector<ObjectId> ids = {present, ObjectId::Random(), ObjectId::Random()};
+  for (const int64_t timeout_ms : {1, 3, 20}) {
+    SCOPED_TRACE(timeout_ms);
+    const milliseconds timeout(timeout_ms);
+    Buffer b;
+    auto start = std::chrono::steady_clock::now();
+    GLINT_EXPECT_CODE(client_->GetObject(ids[1], &b, timeout_ms), StatusCode::kTimedOut);
+    EXPECT_GE(std::chrono::steady_clock::now() - start, timeout);
+
+    start = std::chrono::steady_clock::now();
+    GLINT_EXPECT_CODE(client_->GetObjectByName("nobody", &b, timeout_ms),
+                      StatusCode::kTimedOut);
+    EXPECT_GE(std::chrono::steady_clock::now() - start, timeout);
+
+    std::vector<Buffer> bufs;
+    start = std::chrono::steady_clock::now();
+    GLINT_EXPECT_CODE(client_->GetObjects(ids, &bufs, timeout_ms), StatusCode::kTimedOut);
+    EXPECT_GE(std::chrono::steady_clock::now() - start, timeout);
+    ASSERT_EQ(bufs.size(), 3u);
+    EXPECT_TRUE(bufs[0].valid());
+    EXPECT_FALSE(bufs[1].valid());
+    EXPECT_FALSE(bufs[2].valid());
+  }
+}
 TEST_F(ClientApiTest, GetMetadataOfUnknownIsNotFound) {
   Buffer v;
   GLINT_EXPECT_CODE(client_->GetMetadata(ObjectId::Random(), "k", &v),

@@ -210,7 +210,8 @@ class Client {
 
   // Waits until object `id` is sealed and gives a reference to it in
   // *buffer (releasing what *buffer held first). timeout_ms: -1 waits
-  // forever, 0 does not wait. Spins briefly, then sleeps on a futex.
+  // forever, 0 does not wait; a wait that times out has lasted at least
+  // timeout_ms. Spins briefly, then sleeps on a futex.
   // Errors: kTimedOut (not sealed in time, missing, or deleted: GetObject
   // never answers NotFound), kAborted (its builder aborted while we waited),
   // kNotConnected.
@@ -225,7 +226,9 @@ class Client {
   // first, without a wait or a clock read; then it waits for the others in
   // order. OK only when every id was found; otherwise kTimedOut (or
   // kAborted) for the first one missing, with the found ones filled in.
-  // Blocks as GetObject does, at most timeout_ms in all. Also kNotConnected.
+  // Blocks as GetObject does, until one shared deadline timeout_ms after
+  // that first pass (an id still missing then is looked up once more, not
+  // waited for). Also kNotConnected.
   Status GetObjects(const std::vector<ObjectId>& ids,
                     std::vector<Buffer>* buffers, int64_t timeout_ms = -1);
 
