@@ -10,7 +10,9 @@ alike. At the end it prints, per goal, every round's median, the median of
 those, how many rounds met the goal, and BM_AtomicCas of each round (one
 locked instruction on a line in L1: when it holds steady while the goals
 move, the slowdown is in the memory system the host shares, as on this VM's
-slow evenings, not in the build). Two processes
+slow evenings, not in the build) and BM_CpuGauge (register arithmetic
+only: it slows when the VM gets less of its core, a busy hyperthread
+sibling or a lower clock). Two processes
 (BM_FullCycleProcesses/1 and /2) run once per round too; their ratio is
 the two-client goal.
 
@@ -31,6 +33,7 @@ GOALS = {
     "BM_FullCycle/64": (200.0, "ns", True),  # 5 M/s
 }
 GAUGE = "BM_AtomicCas"
+CPU_GAUGE = "BM_CpuGauge"
 
 
 def medians(binary, filt):
@@ -64,18 +67,20 @@ def main():
         sys.exit(__doc__)
     rounds, binary = int(sys.argv[1]), sys.argv[2]
     pause = float(sys.argv[3]) if len(sys.argv) == 4 else 60.0
-    filt = "|".join(n + "$" for n in list(GOALS) + [GAUGE])
+    filt = "|".join(n + "$" for n in list(GOALS) + [GAUGE, CPU_GAUGE])
     seen = {n: [] for n in GOALS}
-    gauges, ratios = [], []
+    gauges, cpus, ratios = [], [], []
     for r in range(rounds):
         if r > 0:
             time.sleep(pause)
         m = medians(binary, filt)
         ratio = two_process_ratio(binary)
         gauges.append(m[GAUGE]["real_time"])
+        cpus.append(m[CPU_GAUGE]["real_time"])
         if ratio is not None:
             ratios.append(ratio)
-        line = [time.strftime("%H:%M:%S"), "gauge %.2f ns" % gauges[-1]]
+        line = [time.strftime("%H:%M:%S"), "gauge %.2f ns" % gauges[-1],
+                "cpu %.1f ns" % cpus[-1]]
         for n in GOALS:
             seen[n].append(m[n]["real_time"])
             line.append("%s %.1f" % (n.split("/")[0][3:], seen[n][-1]))
@@ -92,6 +97,7 @@ def main():
         print("%-24s median of rounds %7.2fx     goal  1.8x     met in %d of %d rounds"
               % ("two processes", statistics.median(ratios), met, len(ratios)))
     print("%-24s %s" % ("gauge per round (ns)", " ".join("%.2f" % g for g in gauges)))
+    print("%-24s %s" % ("cpu gauge per round (ns)", " ".join("%.1f" % g for g in cpus)))
 
 
 if __name__ == "__main__":

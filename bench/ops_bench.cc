@@ -353,6 +353,24 @@ void BM_AtomicCas(benchmark::State& state) {
 }
 BENCHMARK(BM_AtomicCas);
 
+// Plain register arithmetic: two chains of three dependent adds/xors per
+// iteration, 64 iterations per benchmark iteration, nothing in memory. It
+// gauges how much of the core this VM gets right now: its time moves with
+// a busy hyperthread sibling or the clock, which BM_AtomicCas (latency
+// bound) barely feels. bench/goals.py prints it next to each round.
+void BM_CpuGauge(benchmark::State& state) {
+  uint64_t a = 1, b = 2, c = 3, d = 4, e = 5, f = 6;
+  for (auto _ : state) {
+    for (uint64_t i = 0; i < 64; ++i) {
+      a += i; b ^= a; c += b;
+      d ^= i; e += d; f ^= e;
+      asm volatile("" : "+r"(a), "+r"(b), "+r"(c), "+r"(d), "+r"(e), "+r"(f));
+    }
+  }
+  benchmark::DoNotOptimize(a + b + c + d + e + f);
+}
+BENCHMARK(BM_CpuGauge);
+
 // Writing the payload alone (memset into one object being built, in the
 // region): the part of BM_CreateWriteSeal that is not glint's.
 void BM_WriteOnly(benchmark::State& state) {
