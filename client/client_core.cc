@@ -801,9 +801,14 @@ Status ClientCore::WaitSlow(uint64_t wait_hash, int64_t deadline, Find find,
   // (Already past: GetObjects' later ids. The caller's look-up just now
   // was the last chance.)
   if (start >= deadline) return Status::TimedOut("not sealed in time");
+  core::WaitBucket* wb = region_.wait_bucket(wait_hash);
+  // Aborts noted from here on are of builds that ended while we waited,
+  // including ones that began after us (Store::NoteAbort).
+  const uint32_t aborts_before = LoadSeqCst(wb->aborts);
   uint32_t seen_slot = kNoSlot;  // an entry of the object being built
   uint64_t seen_gen = 0;
-  // 1: found and held; 2: the build we saw was aborted; 0: keep waiting.
+  // 1: found and held; 2: a build was aborted while we waited; 0: keep
+  // waiting.
   auto check = [&]() -> int {
     for (;;) {
       *slot = find(state);
@@ -813,6 +818,7 @@ Status ClientCore::WaitSlow(uint64_t wait_hash, int64_t deadline, Find find,
     if (seen_slot != kNoSlot && store_->WasAborted(seen_slot, seen_gen)) {
       return 2;
     }
+    if (store_->AbortNotedSince(wait_hash, aborts_before)) return 2;
     uint64_t ls;
     const uint32_t l = live(&ls);
     if (l != kNoSlot && core::StateOf(ls) == core::kObjCreating) {
@@ -833,7 +839,6 @@ Status ClientCore::WaitSlow(uint64_t wait_hash, int64_t deadline, Find find,
     if ((i & 7) == 7 && os::MonotonicNanos() >= spin_until) break;
     for (int k = 0; k < 16; ++k) core::CpuRelax();
   }
-  core::WaitBucket* wb = region_.wait_bucket(wait_hash);
   // The record says kOpWait with gen = bucket + 1 from before the first
   // increment (recovery then leaves the bucket's count alone, see
   // Recovery::RecountWaiters), and wait_bucket only while our count is in

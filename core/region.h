@@ -24,7 +24,7 @@
 namespace glint::core {
 
 inline constexpr uint64_t kRegionMagic = 0x0031544e494c4700ULL;  // "\0GLINT1\0"
-inline constexpr uint32_t kLayoutVersion = 3;
+inline constexpr uint32_t kLayoutVersion = 4;
 inline constexpr uint64_t kCacheLine = 64;
 inline constexpr uint64_t kPageSize = 4096;
 inline constexpr uint64_t kSpanSize = 64 * 1024;   // pages of one size class
@@ -199,10 +199,26 @@ static_assert(sizeof(ClientSlot) <= kClientHeaderBytes);
 
 // ---------------------------------------------------------- wait buckets ---
 // Futex words for getters waiting on objects, hashed by object id (or name).
+// The bucket also keeps the last kAbortRing aborts of builds whose id (or
+// name) hashes to it, so that a getter that started waiting before the
+// build began still learns it was aborted (Store::NoteAbort, and
+// ClientCore::WaitSlow for the reader).
+inline constexpr uint32_t kAbortRing = 6;
 struct alignas(64) WaitBucket {
   std::atomic<uint32_t> seq;      // bumped on every seal/abort in the bucket
   std::atomic<uint32_t> waiters;  // getters announced as about to sleep
+  std::atomic<uint32_t> aborts;   // aborts noted in the bucket (mod 2^32)
+  uint32_t reserved;
+  // Abort n is AbortTag(n, hash) at [n % kAbortRing].
+  std::atomic<uint64_t> aborted[kAbortRing];
 };
+static_assert(sizeof(WaitBucket) == 64);
+// The number of an abort and the high half of its id's (or name's) hash;
+// the low bits chose the bucket. Tagged with n, an entry not yet written
+// for abort n (or overwritten since) never matches.
+inline constexpr uint64_t AbortTag(uint32_t n, uint64_t hash) {
+  return (uint64_t{n} << 32) | (hash >> 32);
+}
 
 // ---------------------------------------------------------------- buckets ---
 // One cache line: a bitmap of the bucket's 56 slots that are taken, and a

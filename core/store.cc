@@ -350,11 +350,47 @@ bool Store::Abort(uint32_t slot, uint64_t gen, uint64_t id_hash, OpRecord* rec) 
     const bool named = NameHashOf(e, &name_hash);
     FreeBlocks(e, rec);
     FinishAbort(slot, gen);
-    Wake(id_hash);
-    if (named) Wake(name_hash);
+    NoteAbort(id_hash);
+    if (named) NoteAbort(name_hash);
   }
   StoreRelease(rec->op, static_cast<uint32_t>(kOpNone));
   return won;
+}
+
+// A getter that saw the build (CREATING) learns of its abort from the entry
+// (WasAborted). One that began waiting before the build began never saw it;
+// it reads `aborts` when it starts waiting and, at each look, the tags of
+// the aborts numbered since. Ordering, with the getter's side in
+// ClientCore::WaitSlow: our fetch_add, tag store and Wake's load of
+// `waiters` are SeqCst, in that order; the getter counts itself in
+// `waiters` (SeqCst), then loads `aborts` and the tags (SeqCst). If our
+// load of `waiters` comes first in the single total order, so does our tag
+// store, and the getter's loads see it; otherwise we see the getter and
+// bump `seq`, so its FUTEX_WAIT returns at once or is woken, and it looks
+// again after our tag store. A getter that reads `aborts` already counting
+// abort n but an older tag at its place (we are between the two stores)
+// does not match (the tag carries n), and is woken the same way.
+// Death right after the fetch_add leaves a number without its tag: nobody
+// matches it, getters that never saw the build keep waiting (recovery wakes
+// every sleeper after a death; they look, find nothing, sleep again).
+void Store::NoteAbort(uint64_t hash) {
+  WaitBucket* wb = r_.wait_bucket(hash);
+  const uint32_t n = wb->aborts.fetch_add(1, std::memory_order_seq_cst);
+  GLINT_CRASH_POINT();
+  wb->aborted[n % kAbortRing].store(AbortTag(n, hash), std::memory_order_seq_cst);
+  GLINT_CRASH_POINT();
+  Wake(hash);
+}
+
+bool Store::AbortNotedSince(uint64_t hash, uint32_t since) const {
+  const WaitBucket* wb = r_.wait_bucket(hash);
+  const uint32_t now = LoadSeqCst(wb->aborts);
+  // Unsigned: the count wraps. Only the last kAbortRing are still there.
+  const uint32_t first = now - since > kAbortRing ? now - kAbortRing : since;
+  for (uint32_t n = first; n != now; ++n) {
+    if (LoadSeqCst(wb->aborted[n % kAbortRing]) == AbortTag(n, hash)) return true;
+  }
+  return false;
 }
 
 // FREEING(gen) with its blocks freed -> ABORTED(gen), slot given back.

@@ -1662,6 +1662,71 @@ TEST_F(ClientApiThreadsTest, WaiterGetsAbortedWhenBuildingBufferIsDropped) {
   EXPECT_EQ(st.code(), StatusCode::kAborted) << st.ToString();
 }
 
+// Getters that began waiting before anyone built the object (the usual
+// order for a consumer) learn of the abort too: they never saw the build,
+// so the entry cannot tell them; the wait bucket's abort tags do.
+TEST_F(ClientApiThreadsTest, WaiterFromBeforeTheBuildGetsAborted) {
+  const ObjectId id = ObjectId::Random();
+  const std::string name = "aborted-later";
+  Status by_id, by_name;
+  std::atomic<int> done{0};
+  std::unique_ptr<Client> other;
+  ASSERT_TRUE(Connect(&other));
+  std::thread t1 = GetInThread(client_.get(), id, &by_id, &done);
+  std::thread t2([&] {
+    Buffer b;
+    by_name = other->GetObjectByName(name, &b, -1);
+    done.fetch_add(1);
+  });
+  const bool same_bucket =
+      IdWaitHash(id) % core::kNumWaitBuckets == NameWaitHash(name) % core::kNumWaitBuckets;
+  EXPECT_TRUE(WaitForSleepers(client_.get(), IdWaitHash(id), same_bucket ? 2 : 1));
+  EXPECT_TRUE(WaitForSleepers(client_.get(), NameWaitHash(name), same_bucket ? 2 : 1));
+  // Built and aborted while they sleep: no wake-up on create, so neither
+  // sees it being built.
+  MutableBuffer mb;
+  GLINT_ASSERT_OK(client_->BuildObject(id, 100, &mb, name));
+  GLINT_ASSERT_OK(mb.Abort());
+  EXPECT_TRUE(AllWoken(done, 2, client_.get()));
+  t1.join();
+  t2.join();
+  EXPECT_EQ(by_id.code(), StatusCode::kAborted) << by_id.ToString();
+  EXPECT_EQ(by_name.code(), StatusCode::kAborted) << by_name.ToString();
+  EXPECT_TRUE(StoreBecomesEmpty(client_.get()));
+}
+
+// The abort tags answer only the getters they concern: an abort from before
+// the wait, or of another id whose wait bucket is the same, leaves the
+// getter waiting (here: timing out). Six more aborts in the bucket after
+// ours overwrite its tag (documented: the getter then keeps waiting).
+TEST_F(ClientApiThreadsTest, AbortTagsConcernOnlyTheirIdAndLaterWaits) {
+  const ObjectId id = ObjectId::Random();
+  MutableBuffer mb;
+  GLINT_ASSERT_OK(client_->BuildObject(id, 10, &mb));
+  GLINT_ASSERT_OK(mb.Abort());
+  Buffer b;
+  // Aborted before this get began: it times out, not kAborted.
+  GLINT_EXPECT_CODE(client_->GetObject(id, &b, 20), StatusCode::kTimedOut);
+
+  // Another id in the same wait bucket, aborted while a getter of `id`
+  // waits: not its abort.
+  ObjectId twin;
+  do {
+    twin = ObjectId::Random();
+  } while (IdWaitHash(twin) % core::kNumWaitBuckets !=
+           IdWaitHash(id) % core::kNumWaitBuckets);
+  Status st;
+  std::thread t([&] { st = client_->GetObject(id, &b, 300); });
+  ASSERT_TRUE(WaitForSleepers(client_.get(), IdWaitHash(id)));
+  for (int i = 0; i < 3; ++i) {
+    GLINT_ASSERT_OK(client_->BuildObject(twin, 10, &mb));
+    GLINT_ASSERT_OK(mb.Abort());
+  }
+  t.join();
+  EXPECT_EQ(st.code(), StatusCode::kTimedOut) << st.ToString();
+  EXPECT_TRUE(StoreBecomesEmpty(client_.get()));
+}
+
 // A moved-from-and-to building buffer still wakes the getters of its id
 // when it seals (the buffer carries the id's wait bucket).
 TEST_F(ClientApiThreadsTest, MovedBuildingBufferWakesWaitersOnSeal) {

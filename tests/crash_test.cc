@@ -433,6 +433,43 @@ TEST_F(CrashTest, WaitersOfADeadBuilderAreAborted) {
   EXPECT_TRUE(RecoveredAndSound("builder killed"));
 }
 
+// The same when the getters began waiting before the builder (another
+// process) even connected: they never saw the build; the monitor's abort
+// of it after the kill tells them through the wait buckets' abort tags.
+TEST_F(CrashTest, WaitersFromBeforeTheBuildOfADeadBuilderAreAborted) {
+  const ObjectId id = MakeId(1, 10);
+  Status by_id, by_name;
+  std::thread t1([&] {
+    Buffer b;
+    by_id = client_->GetObject(id, &b, 60000);
+  });
+  std::thread t2([&] {
+    Buffer b;
+    by_name = client_->GetObjectByName("later", &b, 60000);
+  });
+  ASSERT_TRUE(WaitForSleepers(client_.get(), core::IdHash(id.data())));
+  ASSERT_TRUE(WaitForSleepers(client_.get(), core::NameHash("later")));
+  std::unique_ptr<Client> c;
+  MutableBuffer mb;
+  std::string answer;
+  const pid_t pid = ForkAndPause(
+      [&]() -> std::string {
+        if (!Client::Connect(monitor_->socket_path(), &c).ok()) return "";
+        return c->BuildObject(id, 100, &mb, "later").ok() ? "built" : "";
+      },
+      &answer);
+  ASSERT_EQ(answer, "built");
+  const auto t0 = std::chrono::steady_clock::now();
+  kill(pid, SIGKILL);
+  waitpid(pid, nullptr, 0);
+  t1.join();
+  t2.join();
+  EXPECT_EQ(by_id.code(), StatusCode::kAborted) << by_id.ToString();
+  EXPECT_EQ(by_name.code(), StatusCode::kAborted) << by_name.ToString();
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(20));
+  EXPECT_TRUE(RecoveredAndSound("builder killed"));
+}
+
 // Several clients run a random mix of every operation on shared ids (bytes
 // a function of the id) while a driver kills them at random moments and
 // starts new ones, so recoveries run while other clients are mid-operation.

@@ -131,7 +131,8 @@ class MutableBuffer {
   // client only once its process exited, so only a damaged region does this).
   Status Seal();
   // Discards the object and frees its memory; its id and name are free for
-  // a new builder at once. Getters that saw it being built answer kAborted.
+  // a new builder at once. Getters waiting for its id or name answer
+  // kAborted, whether they began waiting before the build or during it.
   // Errors: kFailedPrecondition (sealed, already aborted or empty buffer),
   // kNotConnected (a buffer inherited through fork), kAborted (as for Seal).
   Status Abort();
@@ -213,7 +214,10 @@ class Client {
   // forever, 0 does not wait; a wait that times out has lasted at least
   // timeout_ms. Spins briefly, then sleeps on a futex.
   // Errors: kTimedOut (not sealed in time, missing, or deleted: GetObject
-  // never answers NotFound), kAborted (its builder aborted while we waited),
+  // never answers NotFound), kAborted (a build of it was aborted, or its
+  // builder died, while we waited: also when the build began after the wait
+  // did; see docs/ARCHITECTURE.md for the rare case of more than six aborts
+  // in one wait bucket at once, where the getter keeps waiting instead),
   // kNotConnected.
   Status GetObject(const ObjectId& id, Buffer* buffer,
                    int64_t timeout_ms = -1);
