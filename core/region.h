@@ -146,7 +146,7 @@ inline void ClearBlockRef(BlockRef& r) {
 struct alignas(64) OpRecord {
   std::atomic<uint32_t> op;        // OpKind
   std::atomic<uint32_t> obj_slot;  // the entry worked on, or kNoSlot
-  std::atomic<uint64_t> gen;       // its generation
+  std::atomic<uint64_t> gen;       // its generation (kOpWait: bucket + 1)
   std::atomic<uint32_t> cand_obj;   // object slot about to be claimed + 1
   std::atomic<uint32_t> cand_name;  // name slot about to be claimed + 1
   // Span being allocated in or freed to, + 1 (0: none): while set, the
@@ -168,9 +168,11 @@ inline bool RecordIdle(const OpRecord& r) {
          r.cand_pages.off1.load(acq) == 0 && r.owned[0].off1.load(acq) == 0 &&
          r.owned[1].off1.load(acq) == 0;
 }
-// Clears every field of a record, op first. A crash part-way leaves fields
-// that name what is now referenced elsewhere or free: recovery decides them
-// as any other (RecordIdle is false until the last store).
+// Clears every field RecordIdle reads, op first; obj_slot, gen and the
+// block references' sizes keep their values (they mean nothing once op and
+// the offsets are 0). A crash part-way leaves fields that name what is now
+// referenced elsewhere or free: recovery decides them as any other
+// (RecordIdle is false until the last store).
 inline void ClearRecord(OpRecord& r) {
   r.op.store(kOpNone, std::memory_order_release);
   r.cand_obj.store(0, std::memory_order_relaxed);
