@@ -344,6 +344,103 @@ struct alignas(64) SpanMeta {
 };
 static_assert(sizeof(SpanMeta) == 192);
 
+// ------------------------------------------------- docs/REGION_FORMAT.md ---
+// Every offset and width the format document gives, pinned: a change of a
+// struct above that the document does not follow (or the reverse) fails to
+// compile. Change both, and kLayoutVersion, together.
+#define GLINT_FIELD_AT(T, field, offset, width)                      \
+  static_assert(offsetof(T, field) == (offset) &&                    \
+                    sizeof(T::field) == (width),                     \
+                #T "::" #field " is not where docs/REGION_FORMAT.md " \
+                   "says it is")
+static_assert(sizeof(RegionHeader) == 392);
+GLINT_FIELD_AT(RegionHeader, magic, 0, 8);
+GLINT_FIELD_AT(RegionHeader, layout_version, 8, 4);
+GLINT_FIELD_AT(RegionHeader, header_size, 12, 4);
+GLINT_FIELD_AT(RegionHeader, region_size, 16, 8);
+GLINT_FIELD_AT(RegionHeader, create_time_us, 24, 8);
+GLINT_FIELD_AT(RegionHeader, clients_offset, 32, 8);
+GLINT_FIELD_AT(RegionHeader, max_clients, 40, 4);
+GLINT_FIELD_AT(RegionHeader, client_stride, 44, 4);
+GLINT_FIELD_AT(RegionHeader, waits_offset, 48, 8);
+GLINT_FIELD_AT(RegionHeader, num_wait_buckets, 56, 4);
+GLINT_FIELD_AT(RegionHeader, reserved0, 60, 4);
+GLINT_FIELD_AT(RegionHeader, obj_buckets_offset, 64, 8);
+GLINT_FIELD_AT(RegionHeader, obj_entries_offset, 72, 8);
+GLINT_FIELD_AT(RegionHeader, obj_num_buckets, 80, 8);
+GLINT_FIELD_AT(RegionHeader, max_objects, 88, 8);
+GLINT_FIELD_AT(RegionHeader, name_buckets_offset, 96, 8);
+GLINT_FIELD_AT(RegionHeader, name_entries_offset, 104, 8);
+GLINT_FIELD_AT(RegionHeader, name_num_buckets, 112, 8);
+GLINT_FIELD_AT(RegionHeader, page_bitmap_offset, 120, 8);
+GLINT_FIELD_AT(RegionHeader, page_bitmap_words, 128, 8);
+GLINT_FIELD_AT(RegionHeader, span_table_offset, 136, 8);
+GLINT_FIELD_AT(RegionHeader, num_spans, 144, 8);
+GLINT_FIELD_AT(RegionHeader, class_hints_offset, 152, 8);
+GLINT_FIELD_AT(RegionHeader, class_hint_words, 160, 8);
+GLINT_FIELD_AT(RegionHeader, heap_offset, 168, 8);
+GLINT_FIELD_AT(RegionHeader, heap_size, 176, 8);
+GLINT_FIELD_AT(RegionHeader, num_pages, 184, 8);
+GLINT_FIELD_AT(RegionHeader, monitor_pid, 192, 4);
+GLINT_FIELD_AT(RegionHeader, flags, 196, 4);
+GLINT_FIELD_AT(RegionHeader, tsc_per_us, 200, 8);
+GLINT_FIELD_AT(RegionHeader, hostname, 208, 64);
+GLINT_FIELD_AT(RegionHeader, socket_path, 272, 112);
+GLINT_FIELD_AT(RegionHeader, next_client_serial, 384, 8);
+
+static_assert(kClientStride == 4096 && kClientHeaderBytes == 256 &&
+              kRecordsPerClient == 30);
+GLINT_FIELD_AT(ClientSlot, state, 0, 4);
+GLINT_FIELD_AT(ClientSlot, pid, 4, 4);
+GLINT_FIELD_AT(ClientSlot, serial, 8, 8);
+GLINT_FIELD_AT(ClientSlot, pid_start_time, 16, 8);
+
+GLINT_FIELD_AT(OpRecord, op, 0, 4);
+GLINT_FIELD_AT(OpRecord, obj_slot, 4, 4);
+GLINT_FIELD_AT(OpRecord, gen, 8, 8);
+GLINT_FIELD_AT(OpRecord, cand_obj, 16, 4);
+GLINT_FIELD_AT(OpRecord, cand_name, 20, 4);
+GLINT_FIELD_AT(OpRecord, touch, 24, 4);
+GLINT_FIELD_AT(OpRecord, wait_bucket, 28, 4);
+GLINT_FIELD_AT(OpRecord, cand, 32, 16);
+GLINT_FIELD_AT(OpRecord, cand_pages, 48, 16);
+GLINT_FIELD_AT(OpRecord, owned, 64, 32);
+GLINT_FIELD_AT(BlockRef, off1, 0, 8);
+GLINT_FIELD_AT(BlockRef, size, 8, 8);
+
+static_assert(sizeof(WaitBucket) == 64 && kNumWaitBuckets == 1024);
+GLINT_FIELD_AT(WaitBucket, seq, 0, 4);
+GLINT_FIELD_AT(WaitBucket, waiters, 4, 4);
+
+GLINT_FIELD_AT(BucketHeader, used, 0, 8);
+GLINT_FIELD_AT(BucketHeader, fp, 8, 56);
+
+GLINT_FIELD_AT(ObjectEntry, state, 0, 8);
+GLINT_FIELD_AT(ObjectEntry, id, 8, 16);
+GLINT_FIELD_AT(ObjectEntry, data_offset, 24, 8);
+GLINT_FIELD_AT(ObjectEntry, data_size, 32, 8);
+GLINT_FIELD_AT(ObjectEntry, info_offset, 40, 8);
+GLINT_FIELD_AT(ObjectEntry, info_size, 48, 4);
+GLINT_FIELD_AT(ObjectEntry, name_len, 52, 2);
+GLINT_FIELD_AT(ObjectEntry, creator_slot, 54, 2);
+GLINT_FIELD_AT(ObjectEntry, name_slot, 56, 4);
+GLINT_FIELD_AT(ObjectEntry, creator_serial, 60, 4);
+GLINT_FIELD_AT(ObjectEntry, holders, 64, 32);
+GLINT_FIELD_AT(ObjectEntry, create_time_us, 96, 8);
+GLINT_FIELD_AT(ObjectEntry, create_tsc, 104, 8);
+GLINT_FIELD_AT(ObjectEntry, seal_tsc, 112, 8);
+GLINT_FIELD_AT(ObjectEntry, creator_pid, 120, 4);
+GLINT_FIELD_AT(ObjectEntry, aborted_gens, 124, 4);
+
+static_assert(sizeof(NameEntry) == 8);
+GLINT_FIELD_AT(NameEntry, obj_slot, 0, 4);
+GLINT_FIELD_AT(NameEntry, seq, 4, 4);
+
+GLINT_FIELD_AT(SpanMeta, state, 0, 8);
+GLINT_FIELD_AT(SpanMeta, owner, 8, 4);
+GLINT_FIELD_AT(SpanMeta, bits, 64, 128);
+#undef GLINT_FIELD_AT
+
 // --------------------------------------------------------------- layout ---
 struct LayoutParams {
   uint64_t capacity;     // requested heap bytes
