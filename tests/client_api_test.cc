@@ -15,6 +15,7 @@
 #include <atomic>
 #include <chrono>
 #include <cerrno>
+#include <filesystem>
 #include <fstream>
 #include <new>
 #include <random>
@@ -1490,6 +1491,62 @@ TEST(MonitorTest, BadOptionsAreInvalid) {
   o.socket_path = "/tmp/" + std::string(200, 'p');
   GLINT_EXPECT_CODE(Monitor::Start(o, &m), StatusCode::kInvalidArgument);
   EXPECT_EQ(m, nullptr);
+}
+
+// A directory that is not there is a bad option, named as such; never
+// kNotConnected, which tells a client that no store serves a path.
+TEST(MonitorTest, MissingDirectoriesAreInvalidArguments) {
+  char tmpl[] = "/tmp/glint-test-dirs-XXXXXX";
+  ASSERT_NE(mkdtemp(tmpl), nullptr);
+  const std::string dir = tmpl;
+  const std::string missing = dir + "/missing";
+  std::unique_ptr<Monitor> m;
+  auto expect_invalid = [&](const StoreOptions& o, const char* option,
+                            const std::string& names) {
+    const Status s = Monitor::Start(o, &m);
+    EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << s.ToString();
+    EXPECT_NE(s.message().find(option), std::string::npos) << s.ToString();
+    EXPECT_NE(s.message().find(names), std::string::npos) << s.ToString();
+    EXPECT_EQ(m, nullptr);
+  };
+
+  StoreOptions o = SmallStoreOptions(1 << 20);
+  o.shm_dir = missing;
+  expect_invalid(o, "shm_dir", missing);
+  o.shm_dir = "";
+  expect_invalid(o, "shm_dir", "empty");
+  const std::string file = dir + "/file";
+  { std::ofstream(file) << "not a directory"; }
+  o.shm_dir = file;
+  expect_invalid(o, "shm_dir", file);
+  o.shm_dir = file + "/sub";  // ENOTDIR
+  expect_invalid(o, "shm_dir", file);
+
+  // A socket in a missing directory fails before the region is made: the
+  // (existing) shm_dir stays empty.
+  o = SmallStoreOptions(1 << 20);
+  o.shm_dir = dir;
+  o.socket_path = missing + "/sock";
+  expect_invalid(o, "socket_path", missing);
+  o.socket_path = file + "/sock";
+  expect_invalid(o, "socket_path", file);
+  std::vector<std::string> left;
+  for (const auto& e : std::filesystem::directory_iterator(dir)) {
+    left.push_back(e.path().filename().string());
+  }
+  EXPECT_EQ(left, std::vector<std::string>{"file"});
+
+  // A client asking for that socket still hears that nobody serves it.
+  std::unique_ptr<Client> c;
+  GLINT_EXPECT_CODE(Client::Connect(missing + "/sock", &c), StatusCode::kNotConnected);
+
+  // Both directories present: it starts.
+  o.socket_path = dir + "/sock";
+  GLINT_ASSERT_OK(Monitor::Start(o, &m));
+  EXPECT_EQ(m->region_path().rfind(dir + "/glint-", 0), 0u) << m->region_path();
+  m.reset();
+  unlink(file.c_str());
+  EXPECT_EQ(rmdir(dir.c_str()), 0) << "left behind in " << dir;
 }
 
 TEST(MonitorTest, DestructorRemovesSocketAndRegion) {

@@ -25,8 +25,9 @@
 namespace glint {
 
 struct StoreOptions {
-  // The unix socket clients connect to. The region's file name is derived
-  // from it, so stores on different sockets coexist.
+  // The unix socket clients connect to (1..107 bytes; its directory must
+  // exist). The region's file name is derived from it, so stores on
+  // different sockets coexist.
   std::string socket_path = "/tmp/glint";
   // Bytes of the data heap (payloads and metadata); rounded up to 64 KiB.
   int64_t capacity = int64_t{256} << 20;
@@ -49,7 +50,7 @@ struct StoreOptions {
   // MAP_POPULATE). Off only for stores larger than the machine should
   // commit at once: then no one allocates a page before touching it.
   bool prefault = true;
-  // Region file directory.
+  // Region file directory; must exist.
   std::string shm_dir = "/dev/shm";
   // Receives one line per notable event (a client connects or leaves, a
   // hugepage request cannot be met). Called from the monitor's thread; must
@@ -82,11 +83,13 @@ class Monitor {
   // replaced or served: Start fails with kIncompatible or kCorrupt and
   // names it.
   //
-  // Errors: kInvalidArgument (an option out of range), kAlreadyExists (a live
-  // store already serves socket_path), kOutOfMemory (the shm directory cannot
-  // hold the region), kIncompatible or kCorrupt (the region file exists and
-  // cannot be re-attached), kPermissionDenied, kIOError (including: io_uring
-  // is not available to this process).
+  // Errors: kInvalidArgument (an option out of range; shm_dir, or the
+  // directory of socket_path, missing or not a directory: the message names
+  // the option), kAlreadyExists (a live store already serves socket_path),
+  // kOutOfMemory (the shm directory cannot hold the region), kIncompatible
+  // or kCorrupt (the region file exists and cannot be re-attached),
+  // kPermissionDenied, kIOError (including: io_uring is not available to
+  // this process). Never kNotConnected.
   static Status Start(const StoreOptions& options,
                       std::unique_ptr<Monitor>* out);
 
