@@ -14,6 +14,12 @@ ObjectId ObjectId::FromBinary(std::string_view binary) {
   return id;
 }
 
+bool ObjectId::FromBinary(std::string_view bytes, ObjectId* out) {
+  if (bytes.size() != kSize) return false;
+  std::memcpy(out->bytes_, bytes.data(), kSize);
+  return true;
+}
+
 bool ObjectId::FromHex(std::string_view hex, ObjectId* out) {
   if (hex.size() != 2 * kSize) return false;
   auto nibble = [](char c) -> int {

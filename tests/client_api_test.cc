@@ -130,6 +130,27 @@ TEST(ObjectIdTest, FromBinary) {
   EXPECT_EQ(ObjectId::FromBinary(""), ObjectId());
 }
 
+TEST(ObjectIdTest, FromBinaryCheckedTakesExactlySixteenBytes) {
+  const std::string bin = "0123456789abcdef";
+  ObjectId id;
+  ASSERT_TRUE(ObjectId::FromBinary(bin, &id));
+  EXPECT_EQ(id.binary(), bin);
+  EXPECT_EQ(id, ObjectId::FromBinary(bin));
+  // Sixteen zero bytes are an id like any other.
+  ObjectId zero = ObjectId::FromBinary("ABCDEFGHIJKLMNOP");
+  ASSERT_TRUE(ObjectId::FromBinary(std::string(16, '\0'), &zero));
+  EXPECT_EQ(zero, ObjectId());
+  // Any other size: false, and *out keeps its value (not the zero id).
+  const ObjectId orig = ObjectId::FromBinary("ABCDEFGHIJKLMNOP");
+  for (const std::string& bad :
+       {std::string(), std::string("short"), std::string(15, 'x'),
+        std::string(17, 'x'), std::string(32, '0')}) {
+    ObjectId out = orig;
+    EXPECT_FALSE(ObjectId::FromBinary(bad, &out)) << bad.size();
+    EXPECT_EQ(out, orig) << bad.size();
+  }
+}
+
 TEST(ObjectIdTest, FromHexValid) {
   ObjectId id;
   ASSERT_TRUE(ObjectId::FromHex("000102030405060708090a0b0c0d0e0f", &id));

@@ -24,9 +24,16 @@ class ObjectId {
   // The all-zero id.
   ObjectId() { std::memset(bytes_, 0, kSize); }
 
-  // REQUIRES: binary.size() == 16. Any other size gives the all-zero id;
-  // use FromHex or check the size first when the input is untrusted.
+  // The id whose 16 bytes are `binary`, when binary.size() == 16. Any other
+  // size gives the all-zero id, silently: that is a usable id like any
+  // other (the same as 16 zero bytes), so a short or long input would name
+  // whatever object has it. For input whose size is not known to be 16, use
+  // the overload below.
   static ObjectId FromBinary(std::string_view binary);
+  // Sets *out to the id whose bytes are `bytes` and returns true when
+  // bytes.size() == 16; otherwise returns false, leaving *out unchanged.
+  // REQUIRES: out != nullptr.
+  static bool FromBinary(std::string_view bytes, ObjectId* out);
   // Parses 32 hex digits (either case). Returns false, leaving *out
   // unchanged, on any other input.
   static bool FromHex(std::string_view hex, ObjectId* out);
