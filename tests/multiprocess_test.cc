@@ -1004,6 +1004,16 @@ TEST_F(MultiProcessTest, InheritedClientIsInertInChild) {
     CHILD_CHECK(!client_->Contains(id));
     StoreStats st;
     CHILD_CODE(client_->Stats(&st), StatusCode::kNotConnected);
+    // Every other call that returns a Status says so too (client.h).
+    CHILD_CODE(client_->GetObjectByName("n", &b, 0), StatusCode::kNotConnected);
+    std::vector<Buffer> bs;
+    CHILD_CODE(client_->GetObjects({id}, &bs, 0), StatusCode::kNotConnected);
+    std::vector<ObjectInfo> list;
+    CHILD_CODE(client_->ListObjects(&list), StatusCode::kNotConnected);
+    ObjectInfo info;
+    CHILD_CODE(client_->GetObjectInfo(id, &info), StatusCode::kNotConnected);
+    CHILD_CODE(client_->GetMetadata(id, "k", &b), StatusCode::kNotConnected);
+    CHILD_CODE(building.Resize(50), StatusCode::kNotConnected);
     // Its own Client works.
     auto own = ChildConnect();
     CHILD_CHECK(own != nullptr);

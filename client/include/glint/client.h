@@ -11,8 +11,10 @@
 // Fast path: BuildObject, MutableBuffer::Seal, GetObject of a sealed object,
 // Buffer::Release and Delete run entirely on the shared region with atomic
 // instructions: no syscall, no lock, no message to the monitor. A call makes a
-// syscall only to sleep (a Get waiting for an object) or to wake sleepers (a
-// Seal or Abort of an object someone waits for).
+// syscall only to sleep (a Get waiting for an object), to wake sleepers (a
+// Seal or Abort of an object someone waits for), or to sched_yield() while
+// another thread of the same Client holds, for a few instructions, what it
+// needs (see Buffer::Release).
 //
 // Lifetime: every Buffer and MutableBuffer of a Client must be released or
 // destroyed before the Client is destroyed. A process that closes the
@@ -20,9 +22,10 @@
 // until it exits.
 //
 // fork(): a Client belongs to the process that connected it. In a child of
-// fork() the inherited Client is inert: every call answers kNotConnected,
-// inherited Buffers read as before but their Release does nothing, and
-// destroying it does not touch the store. The child connects its own Client.
+// fork() the inherited Client is inert: every call that returns a Status
+// answers kNotConnected (Contains answers false), inherited Buffers read as
+// before but their Release does nothing, and destroying it does not touch
+// the store. The child connects its own Client.
 
 #ifndef GLINT_CLIENT_H_
 #define GLINT_CLIENT_H_
@@ -74,9 +77,14 @@ class Buffer {
   // The object's id (all zero when !valid()).
   const ObjectId& id() const { return id_; }
 
-  // Drops the reference. Never blocks; no syscall unless this was the last
-  // reference to a deleted object whose memory must be freed (still no
-  // syscall: freeing is atomics on the region). Idempotent.
+  // Drops the reference. Never blocks. Atomics on the region only, also
+  // when this was the last reference to a deleted object and Release frees
+  // its memory. The one syscall it may make is sched_yield(), in a wait for
+  // another thread of this Client: one midway (two atomic instructions)
+  // through taking or dropping this object's holder bit, or, to free a
+  // deleted object, one giving back a log record when all 30 of this
+  // Client's are in use. Idempotent; in a child of fork(), only forgets the
+  // reference.
   void Release();
 
  private:
@@ -121,7 +129,8 @@ class MutableBuffer {
   // move: re-read mutable_data()). Never blocks.
   // Errors: kFailedPrecondition (sealed, aborted or empty buffer),
   // kInvalidArgument (negative or beyond the heap's capacity),
-  // kOutOfMemory (no room; the old payload is kept unchanged).
+  // kOutOfMemory (no room; the old payload is kept unchanged),
+  // kNotConnected (a buffer inherited through fork).
   Status Resize(int64_t new_size);
   // Makes the object immutable and visible to every client; wakes getters
   // waiting for it. Never blocks.
@@ -181,11 +190,19 @@ class Client {
  public:
   // Connects to the store whose monitor listens on `store_socket` (a unix
   // socket path; Plasma's convention, default "/tmp/glint"), maps its region
-  // and takes a client slot. Blocks for one round trip to the monitor.
-  // Errors: kNotConnected (nothing serves that path, or it is not a glint
-  // socket), kPermissionDenied, kTooManyClients, kIncompatible (another
+  // and takes a client slot. REQUIRES: out != nullptr.
+  // Blocks for one round trip to the monitor; on a socket that accepts but
+  // does not answer (a stopped monitor, not a glint socket), for its 5 s
+  // receive timeout, then answers kNotConnected. (connect() itself has no
+  // timeout: it waits while the listener's backlog is full; a monitor's
+  // holds 128 connections.)
+  // Errors: kInvalidArgument (store_socket empty, or longer than the 107
+  // bytes a sockaddr_un path holds), kNotConnected (nothing serves that
+  // path, it is not a glint socket, or no answer within 5 s),
+  // kPermissionDenied, kTooManyClients, kIncompatible (another protocol or
   // layout version), kCorrupt (the region fails its header checks),
-  // kIOError. Every message names the path.
+  // kOutOfMemory (the region cannot be mapped), kIOError. Every message
+  // names the path.
   static Status Connect(const std::string& store_socket,
                         std::unique_ptr<Client>* out);
 
@@ -199,6 +216,7 @@ class Client {
   // optional unique `name` and user metadata, and hands its writable buffer
   // to *buffer (releasing or aborting what *buffer held first). The object is
   // invisible to others until buffer->Seal(). Never blocks.
+  // REQUIRES: buffer != nullptr.
   // Errors: kInvalidArgument (size < 0 or > capacity, name over 255 bytes,
   // metadata over 64 KiB), kAlreadyExists (a live object, sealed or being
   // built, has this id or this name), kOutOfMemory (heap or table full),
@@ -210,9 +228,11 @@ class Client {
                      std::string_view name, const Metadata& metadata = {});
 
   // Waits until object `id` is sealed and gives a reference to it in
-  // *buffer (releasing what *buffer held first). timeout_ms: -1 waits
-  // forever, 0 does not wait; a wait that times out has lasted at least
+  // *buffer (releasing what *buffer held first). timeout_ms: -1 (or any
+  // other negative value, or one over about 292 years) waits forever, 0
+  // does not wait; a wait that times out has lasted at least
   // timeout_ms. Spins briefly, then sleeps on a futex.
+  // REQUIRES: buffer != nullptr.
   // Errors: kTimedOut (not sealed in time, missing, or deleted: GetObject
   // never answers NotFound), kAborted (a build of it was aborted, or its
   // builder died, while we waited: also when the build began after the wait
@@ -232,11 +252,14 @@ class Client {
   // kAborted) for the first one missing, with the found ones filled in.
   // Blocks as GetObject does, until one shared deadline timeout_ms after
   // that first pass (an id still missing then is looked up once more, not
-  // waited for). Also kNotConnected.
+  // waited for). Also kNotConnected. REQUIRES: buffers != nullptr (its
+  // old contents are released).
   Status GetObjects(const std::vector<ObjectId>& ids,
                     std::vector<Buffer>* buffers, int64_t timeout_ms = -1);
 
   // True when a sealed, not deleted object `id` exists. Never blocks.
+  // False in a Client inherited through fork (it has no Status to say
+  // kNotConnected with).
   bool Contains(const ObjectId& id);
 
   // Removes sealed object `id` for new readers at once; its memory is freed
@@ -245,20 +268,28 @@ class Client {
   // deleted, or still being built), kNotConnected.
   Status Delete(const ObjectId& id);
 
-  // Every object sealed or being built (info.sealed tells which).
-  // A snapshot taken without stopping anyone.
+  // Replaces *objects with every object sealed or being built
+  // (info.sealed tells which): a snapshot taken without stopping anyone,
+  // scanning the whole object table. Never blocks.
+  // REQUIRES: objects != nullptr.
+  // Errors: kNotConnected (a Client inherited through fork).
   Status ListObjects(std::vector<ObjectInfo>* objects);
-  // Errors: kNotFound (no live object with this id).
+  // What the store keeps about object `id`, sealed or being built. Never
+  // blocks. REQUIRES: info != nullptr.
+  // Errors: kNotFound (no live object with this id), kNotConnected.
   Status GetObjectInfo(const ObjectId& id, ObjectInfo* info);
   // The value of metadata `key` of sealed object `id`, as a Buffer that
   // holds a reference to the object (value bytes are 1-byte aligned).
+  // Never blocks. REQUIRES: value != nullptr (what it held is released).
   // Errors: kNotFound (no sealed object `id`, or no such key); kCorrupt
   // (its entry names a metadata block outside the heap: a damaged region,
-  // which `glint check` reports).
+  // which `glint check` reports); kNotConnected.
   Status GetMetadata(const ObjectId& id, const std::string& key,
                      Buffer* value);
   // Store-wide figures. Scans the allocator state and the object table:
   // O(capacity / 64 KiB + max_objects) work, never blocks, not for a hot loop.
+  // REQUIRES: stats != nullptr.
+  // Errors: kNotConnected (a Client inherited through fork).
   Status Stats(StoreStats* stats);
 
   // For tests and tools: the mapping of the region in this process.

@@ -29,13 +29,18 @@ struct StoreOptions {
   // exist). The region's file name is derived from it, so stores on
   // different sockets coexist.
   std::string socket_path = "/tmp/glint";
-  // Bytes of the data heap (payloads and metadata); rounded up to 64 KiB.
+  // Bytes of the data heap (payloads and metadata): 1 byte to 16 TiB
+  // (2^44), rounded up to a multiple of 64 KiB.
   int64_t capacity = int64_t{256} << 20;
-  // Objects the table holds at once. 0 picks max(65536, capacity / 16 KiB).
+  // Objects the table holds at once: at least max_objects (0..2^28). It
+  // keeps two slots per object, rounded up to a power of two of 56-slot
+  // buckets, so it practically never fills before max_objects are live
+  // (when it is full, BuildObject answers kOutOfMemory). 0 picks
+  // max(65536, capacity / 16 KiB), at most 2^28.
   int64_t max_objects = 0;
   // Clients connected at once (1..256).
   int32_t max_clients = 64;
-  // Permission bits of the socket and of the region file.
+  // Permission bits of the socket and of the region file (at most 0777).
   uint32_t mode = 0600;
   // Back the region with huge pages (2 MiB) where its file system allows
   // them: a tmpfs mounted with huge=advise, always or within_size (not
@@ -66,7 +71,7 @@ class Monitor {
  public:
   // Creates the region and the socket and serves registrations from a
   // background thread until the Monitor is destroyed. Blocks only while it
-  // sets up.
+  // sets up. REQUIRES: out != nullptr.
   //
   // Restart: when no live store serves socket_path but its region file
   // (region_path()) exists, as a monitor killed with SIGKILL leaves it, Start
@@ -83,13 +88,15 @@ class Monitor {
   // replaced or served: Start fails with kIncompatible or kCorrupt and
   // names it.
   //
-  // Errors: kInvalidArgument (an option out of range; shm_dir, or the
-  // directory of socket_path, missing or not a directory: the message names
-  // the option), kAlreadyExists (a live store already serves socket_path),
-  // kOutOfMemory (the shm directory cannot hold the region), kIncompatible
-  // or kCorrupt (the region file exists and cannot be re-attached),
-  // kPermissionDenied, kIOError (including: io_uring is not available to
-  // this process). Never kNotConnected.
+  // Errors: kInvalidArgument (an option out of the range StoreOptions
+  // gives; shm_dir, or the directory of socket_path, missing or not a
+  // directory: the message names the option), kAlreadyExists (a live store
+  // already serves socket_path; a file that is not a socket sits there,
+  // which Start never replaces; or another monitor created the region file
+  // while this one started), kOutOfMemory (the shm directory cannot hold
+  // the region), kIncompatible or kCorrupt (the region file exists and
+  // cannot be re-attached), kPermissionDenied, kIOError (including:
+  // io_uring is not available to this process). Never kNotConnected.
   static Status Start(const StoreOptions& options,
                       std::unique_ptr<Monitor>* out);
 

@@ -35,7 +35,7 @@ class ObjectId {
   // REQUIRES: out != nullptr.
   static bool FromBinary(std::string_view bytes, ObjectId* out);
   // Parses 32 hex digits (either case). Returns false, leaving *out
-  // unchanged, on any other input.
+  // unchanged, on any other input. REQUIRES: out != nullptr.
   static bool FromHex(std::string_view hex, ObjectId* out);
   // 16 bytes from the OS's random source (getrandom). Never blocks once the
   // machine's entropy pool is initialised.
