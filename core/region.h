@@ -214,7 +214,6 @@ struct alignas(64) WaitBucket {
   // Abort n is AbortTag(n, hash) at [n % kAbortRing].
   std::atomic<uint64_t> aborted[kAbortRing];
 };
-static_assert(sizeof(WaitBucket) == 64);
 // The number of an abort and the high half of its id's (or name's) hash;
 // the low bits chose the bucket. Tagged with n, an entry not yet written
 // for abort n (or overwritten since) never matches.
@@ -411,6 +410,9 @@ GLINT_FIELD_AT(BlockRef, size, 8, 8);
 static_assert(sizeof(WaitBucket) == 64 && kNumWaitBuckets == 1024);
 GLINT_FIELD_AT(WaitBucket, seq, 0, 4);
 GLINT_FIELD_AT(WaitBucket, waiters, 4, 4);
+GLINT_FIELD_AT(WaitBucket, aborts, 8, 4);
+GLINT_FIELD_AT(WaitBucket, reserved, 12, 4);
+GLINT_FIELD_AT(WaitBucket, aborted, 16, 48);
 
 GLINT_FIELD_AT(BucketHeader, used, 0, 8);
 GLINT_FIELD_AT(BucketHeader, fp, 8, 56);
