@@ -396,14 +396,22 @@ Status ClientCore::Attach(int region_fd, uint64_t region_size) {
   return Status::OK();
 }
 
-ClientCore::~ClientCore() {
+ClientCore::~ClientCore() { Close(); }
+
+bool ClientCore::Close() {
+  if (closed_) return false;
+  closed_ = true;
   Unregister(this);
+  // A child of fork() cannot tell which handles it inherited (its parent
+  // goes on sealing and aborting them): it keeps the core for them.
+  bool handles = inert_;
   if (!inert_ && store_ != nullptr) {
     // Give back every reference and abort every build at once, so the store
     // is whole when the destructor returns; the monitor repeats this (a
-    // no-op then) when it sees the socket close.
+    // no-op then) when it sees the socket close. What it finds held or
+    // being built are Buffers and MutableBuffers that are still alive.
     RecordGuard g(this, RecordGuard::kClean);
-    store_->ReleaseClient(slot_, g.rec);
+    handles = store_->ReleaseClient(slot_, g.rec) > 0;
   }
   // This thread's cached record, if ours (ReleaseClient's just above
   // included), goes back, so the thread can cache one of its next client.
@@ -418,9 +426,18 @@ ClientCore::~ClientCore() {
       (void)send(sock_fd_, &bye, sizeof(bye), MSG_NOSIGNAL | MSG_DONTWAIT);
     }
     close(sock_fd_);
+    sock_fd_ = -1;
   }
   if (local_refs_ != nullptr) munmap(local_refs_, local_refs_bytes_);
-  os::Unmap(region_.base(), static_cast<int64_t>(region_.size()));
+  local_refs_ = nullptr;
+  store_.reset();
+  if (region_.base() != nullptr) {
+    os::Unmap(region_.base(), static_cast<int64_t>(region_.size()));
+  }
+  region_ = core::Region();
+  records_ = nullptr;
+  inert_ = true;
+  return handles;
 }
 
 core::OpRecord* ClientCore::AcquireRecord(bool* from_cache) {
@@ -503,6 +520,10 @@ void ClientCore::MarkInert() {
 }
 
 Status ClientCore::CheckUsable() const {
+  if (closed_) {
+    return Status::NotConnected(
+        "the Client of this buffer was destroyed (its store connection is gone)");
+  }
   if (inert_) {
     return Status::NotConnected(
         "this Client was inherited through fork(); connect a new one in the "

@@ -59,6 +59,14 @@ class ClientCore {
   // After fork(), in the child: the core stops touching the store.
   void MarkInert();
 
+  // ~Client: gives back every reference and aborts every build of this
+  // client, says goodbye to the monitor and unmaps the region. The core is
+  // inert afterwards: a Buffer or MutableBuffer still pointing at it does
+  // nothing when released (and answers kNotConnected to Seal, Abort,
+  // Resize). Returns true when such handles may still exist; the core must
+  // then stay allocated for them. (The destructor calls it too.)
+  bool Close();
+
   // Unique per ClientCore in this process (never reused, unlike addresses).
   uint64_t id() const { return id_; }
   // Puts an idle log record a thread kept (see AcquireRecord) back in the
@@ -139,6 +147,7 @@ class ClientCore {
   uint64_t id_ = 0;
   int sock_fd_ = -1;
   bool inert_ = false;
+  bool closed_ = false;  // Close ran (inert_ is set too)
   core::Region region_;
   std::unique_ptr<core::Store> store_;
   uint32_t slot_ = 0;

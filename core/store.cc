@@ -513,8 +513,9 @@ void Store::CountObjects(int64_t* sealed, int64_t* building) const {
   }
 }
 
-void Store::ReleaseClient(uint32_t c, OpRecord* rec) {
+uint32_t Store::ReleaseClient(uint32_t c, OpRecord* rec) {
   const uint64_t bit = uint64_t{1} << (c % 64);
+  uint32_t found = 0;
   // Taken slots only: a holder bit left on a free slot is cleared by the
   // next claimer (see Create).
   for (uint64_t b = 0; b < r_.header()->obj_num_buckets; ++b) {
@@ -526,15 +527,18 @@ void Store::ReleaseClient(uint32_t c, OpRecord* rec) {
       ObjectEntry* e = r_.entry(slot);
       if (LoadSeqCst(e->holders[c / 64]) & bit) {
         ClearHolder(slot, c);
+        ++found;
         GLINT_CRASH_POINT();
       }
       // Also finishes a delete whose last holder died before freeing it.
       MaybeFree(slot, rec);
       const uint64_t s = LoadAcquire(e->state);
       if (LoadRelaxed(e->creator_slot) != c || StateOf(s) != kObjCreating) continue;
+      ++found;
       Abort(slot, GenOf(s), IdHash(EntryId(e).w), rec);
     }
   }
+  return found;
 }
 
 }  // namespace glint::core

@@ -139,9 +139,10 @@ class Store {
   void CountObjects(int64_t* sealed, int64_t* building) const;
 
   // Releases everything client slot `c` holds and aborts what it builds.
+  // Returns how many objects it found held or being built by `c`.
   // REQUIRES: client `c` runs no operation (it left, or its Client is being
   // destroyed). Used by Client's destructor and by the monitor.
-  void ReleaseClient(uint32_t c, OpRecord* rec);
+  uint32_t ReleaseClient(uint32_t c, OpRecord* rec);
 
  private:
   void FreeBlocks(ObjectEntry* e, OpRecord* rec);

@@ -16,10 +16,14 @@
 // another thread of the same Client holds, for a few instructions, what it
 // needs (see Buffer::Release).
 //
-// Lifetime: every Buffer and MutableBuffer of a Client must be released or
-// destroyed before the Client is destroyed. A process that closes the
-// Client's socket behind its back (closefrom) keeps its slot and references
-// until it exits.
+// Lifetime: release or destroy the Buffers and MutableBuffers of a Client
+// before the Client. Destroying them afterwards is safe (the Client's
+// destructor already released and aborted what they held; they now do
+// nothing, and Seal/Abort/Resize answer kNotConnected), but their data()
+// is no longer mapped: reading or writing it then is undefined (it
+// faults). Such a Client keeps a few hundred bytes allocated until the
+// process exits. A process that closes the Client's socket behind its back
+// (closefrom) keeps its slot and references until it exits.
 //
 // fork(): a Client belongs to the process that connected it. In a child of
 // fork() the inherited Client is inert: every call that returns a Status
@@ -207,7 +211,8 @@ class Client {
                         std::unique_ptr<Client>* out);
 
   // Releases every reference this client still holds, aborts what it is
-  // building, and leaves the store.
+  // building, and leaves the store (see "Lifetime" above for handles that
+  // outlive it). Never blocks.
   ~Client();
   Client(const Client&) = delete;
   Client& operator=(const Client&) = delete;
