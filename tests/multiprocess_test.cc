@@ -5,8 +5,14 @@
 // reports failures through its exit code (and a line on stderr) and leaves
 // with _exit, so nothing of the parent's runs twice.
 
+#include <linux/audit.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <signal.h>
+#include <stddef.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -15,6 +21,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <deque>
 #include <functional>
 #include <new>
@@ -1078,6 +1085,266 @@ TEST_F(MultiProcessTest, EverySealWakesAGetterInAnotherProcess) {
     GLINT_ASSERT_OK(mb.Seal());
   }
   EXPECT_EQ(Reap(getter, seconds(60)), 0);
+}
+
+// ================================================================ no syscall
+//
+// Invariant 1 of the design: create, seal, get, release and delete make no
+// syscall when no one has to sleep. A child proves it: once warm it installs
+// a seccomp filter that traps every syscall but the few it needs to report
+// and leave, then runs the fast path thousands of times. A trapped syscall
+// raises SIGSYS, whose handler sends the syscall's number to the parent
+// through a pipe and exits with kSyscallTrapped. (Strict mode would not do:
+// it also turns off rdtsc, which BuildObject reads.)
+
+#if defined(__x86_64__)
+#define GLINT_SECCOMP_ARCH AUDIT_ARCH_X86_64
+#elif defined(__aarch64__)
+#define GLINT_SECCOMP_ARCH AUDIT_ARCH_AARCH64
+#endif
+
+// Exit codes of the filtered child (1: a failure before the filter).
+constexpr int kLoopFailed = 2;
+constexpr int kSyscallTrapped = 3;
+constexpr int kNoFilter = 4;
+
+// The write end of the pipe to the parent, for the SIGSYS handler.
+int g_sigsys_fd = -1;
+
+void OnSigsys(int, siginfo_t* info, void*) {
+  const int nr = info->si_syscall;
+  (void)!write(g_sigsys_fd, &nr, sizeof(nr));
+  _exit(kSyscallTrapped);
+}
+
+// A line built without allocating (the filtered loop may not allocate:
+// malloc can mmap, and a failure must still be reported, not trapped).
+class FixedLine {
+ public:
+  FixedLine& operator<<(const char* s) {
+    const size_t n = std::min(std::strlen(s), sizeof(buf_) - 1 - len_);
+    std::memcpy(buf_ + len_, s, n);
+    len_ += n;
+    return *this;
+  }
+  FixedLine& operator<<(int64_t v) {
+    char digits[24];
+    int n = 0;
+    uint64_t u = v < 0 ? 0 - static_cast<uint64_t>(v) : static_cast<uint64_t>(v);
+    do {
+      digits[n++] = static_cast<char>('0' + u % 10);
+      u /= 10;
+    } while (u != 0);
+    if (v < 0) *this << "-";
+    while (n > 0 && len_ < sizeof(buf_) - 1) buf_[len_++] = digits[--n];
+    return *this;
+  }
+  void WriteTo(int fd) {
+    buf_[len_++] = '\n';
+    (void)!write(fd, buf_, len_);
+  }
+
+ private:
+  char buf_[512];
+  size_t len_ = 0;
+};
+
+[[noreturn]] void LoopFailed(int line, const char* what, const char* detail) {
+  FixedLine l;
+  l << "[seccomp child] " << __FILE__ << ":" << int64_t{line} << ": " << what;
+  if (*detail != '\0') l << " -> " << detail;
+  l.WriteTo(STDERR_FILENO);
+  _exit(kLoopFailed);
+}
+
+// Checks for the filtered loop: no allocation, write() and _exit() only.
+#define LOOP_CHECK(cond)                                           \
+  do {                                                             \
+    if (!(cond)) LoopFailed(__LINE__, "check failed: " #cond, ""); \
+  } while (0)
+
+#define LOOP_OK(expr)                                                  \
+  do {                                                                 \
+    const ::glint::Status _st = (expr);                                \
+    if (!_st.ok()) LoopFailed(__LINE__, #expr, _st.message().c_str()); \
+  } while (0)
+
+// Traps every syscall but those the child needs to report and leave: write
+// (LoopFailed, the SIGSYS handler), exit_group (_exit), exit and
+// rt_sigreturn. A syscall of another architecture (int 0x80 on x86-64)
+// kills the process: its number would name another call.
+//
+// Under ASan, also sigaltstack(NULL, ...), a query: before every call of a
+// noreturn function (_exit, LoopFailed) ASan's __asan_handle_no_return asks
+// whether the thread runs on an alternate signal stack. That is ASan's, not
+// glint's, and never on glint's fast path (which calls nothing noreturn).
+bool InstallTrapFilter() {
+#if defined(GLINT_SECCOMP_ARCH)
+  static constexpr uint32_t kAllowed[] = {SYS_write, SYS_exit_group, SYS_exit,
+                                          SYS_rt_sigreturn};
+  std::vector<sock_filter> prog = {
+      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, arch)),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, GLINT_SECCOMP_ARCH, 1, 0),
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS),
+      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, nr)),
+  };
+  for (uint32_t nr : kAllowed) {
+    prog.push_back(BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, nr, 0, 1));
+    prog.push_back(BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW));
+  }
+#if defined(GLINT_TEST_ASAN)
+  // Both halves of args[0] (little-endian: the low word first) zero.
+  const uint32_t arg0 = offsetof(seccomp_data, args);
+  prog.insert(prog.end(), {
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_sigaltstack, 0, 5),
+      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, arg0),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 0, 0, 3),
+      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, arg0 + 4),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 0, 0, 1),
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+  });
+#endif
+  prog.push_back(BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_TRAP));
+  const sock_fprog fprog = {static_cast<unsigned short>(prog.size()), prog.data()};
+  if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) return false;
+  return prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &fprog) == 0;
+#else
+  return false;
+#endif
+}
+
+// A name for the syscalls a fast path would most likely make.
+const char* SyscallName(int nr) {
+  switch (nr) {
+    case SYS_futex: return "futex";
+    case SYS_mmap: return "mmap";
+    case SYS_munmap: return "munmap";
+    case SYS_madvise: return "madvise";
+    case SYS_brk: return "brk";
+    case SYS_clock_gettime: return "clock_gettime";
+    case SYS_getpid: return "getpid";
+    case SYS_gettid: return "gettid";
+    case SYS_sched_yield: return "sched_yield";
+    case SYS_nanosleep: return "nanosleep";
+    case SYS_sendmsg: return "sendmsg";
+    case SYS_sigaltstack: return "sigaltstack";
+    default: return "see <asm/unistd.h>";
+  }
+}
+
+TEST_F(MultiProcessTest, FastPathMakesNoSyscall) {
+#if !defined(GLINT_SECCOMP_ARCH)
+  GTEST_SKIP() << "no seccomp architecture constant for this CPU";
+#endif
+  int pipefd[2];
+  ASSERT_EQ(pipe(pipefd), 0);
+  const int kIterations = 20000 / kScale;
+  const pid_t child = Spawn([&]() -> int {
+    close(pipefd[0]);
+    g_sigsys_fd = pipefd[1];
+    auto client = ChildConnect();
+    CHILD_CHECK(client != nullptr);
+
+    // Everything the loop uses, made now: ids, names, metadata. Every
+    // object is gone by the end of its cycle, so a ring of ids suffices.
+    constexpr int kRing = 64;
+    static constexpr int64_t kSizes[] = {0, 1, 64, 100, 1000, 4096, 16384, 20000, 100000};
+    constexpr int kNumSizes = sizeof(kSizes) / sizeof(kSizes[0]);
+    std::vector<ObjectId> plain_ids, named_ids, aborted_ids;
+    std::vector<std::string> names;
+    plain_ids.reserve(kRing);
+    named_ids.reserve(kRing);
+    aborted_ids.reserve(kRing);
+    names.reserve(kRing);
+    for (int r = 0; r < kRing; ++r) {
+      plain_ids.push_back(MakeId(0x5ecc, r));
+      named_ids.push_back(MakeId(0x5ecd, r));
+      aborted_ids.push_back(MakeId(0x5ece, r));
+      names.push_back("no-syscall-object-" + std::to_string(r));
+    }
+    const Metadata md = {{"dtype", "float64"}, {"shape", std::string(40, 's')}};
+
+    // One cycle of every fast-path call. BuildObject with metadata writes
+    // the map straight into the region (no temporary), so it runs too.
+    auto cycle = [&](int i) {
+      const int r = i % kRing;
+      const int64_t size = kSizes[i % kNumSizes];
+      const ObjectId& a = plain_ids[r];
+      const ObjectId& b = named_ids[r];
+      MutableBuffer mb;
+      LOOP_OK(client->BuildObject(a, size, &mb));
+      FillPattern(mb.mutable_data(), size, SeedOf(a));
+      LOOP_OK(mb.Seal());
+      if (i % 2 == 0) {
+        LOOP_OK(client->BuildObject(b, size, &mb, names[r]));
+      } else {
+        LOOP_OK(client->BuildObject(b, size, &mb, names[r], md));
+      }
+      FillPattern(mb.mutable_data(), size, SeedOf(b));
+      LOOP_OK(mb.Seal());
+
+      Buffer by_id, by_name;
+      LOOP_OK(client->GetObject(a, &by_id));
+      LOOP_CHECK(by_id.size() == size && CheckPattern(by_id.data(), size, SeedOf(a)) == -1);
+      LOOP_OK(client->GetObjectByName(names[r], &by_name));
+      LOOP_CHECK(by_name.id() == b &&
+                 CheckPattern(by_name.data(), size, SeedOf(b)) == -1);
+      LOOP_CHECK(client->Contains(a) && client->Contains(b));
+
+      // b: released, then deleted (freed at once). a: deleted while held,
+      // then freed by the last release.
+      by_name.Release();
+      LOOP_OK(client->Delete(b));
+      LOOP_CHECK(!client->Contains(b));
+      LOOP_OK(client->Delete(a));
+      LOOP_CHECK(!client->Contains(a));
+      LOOP_CHECK(CheckPattern(by_id.data(), size, SeedOf(a)) == -1);
+      by_id.Release();
+
+      LOOP_OK(client->BuildObject(aborted_ids[r], size, &mb));
+      FillPattern(mb.mutable_data(), size, SeedOf(aborted_ids[r]));
+      LOOP_OK(mb.Abort());
+    };
+
+    // Warm: first calls (thread-local registration, lazy binding, page
+    // faults are not syscalls but the first touch of some paths is).
+    for (int i = 0; i < 2 * kRing; ++i) cycle(i);
+
+    struct sigaction sa {};
+    sa.sa_sigaction = OnSigsys;
+    sa.sa_flags = SA_SIGINFO;
+    sigemptyset(&sa.sa_mask);
+    CHILD_CHECK(sigaction(SIGSYS, &sa, nullptr) == 0);
+    if (!InstallTrapFilter()) {
+      std::fprintf(stderr, "[child %d] seccomp filter: %s\n", getpid(), std::strerror(errno));
+      std::fflush(stderr);
+      _exit(kNoFilter);
+    }
+
+    for (int i = 0; i < kIterations; ++i) cycle(i);
+    // Every object freed: Stats scans the region (no syscall either).
+    StoreStats st;
+    LOOP_OK(client->Stats(&st));
+    LOOP_CHECK(st.bytes_in_use == 0 && st.objects_sealed == 0 && st.objects_building == 0);
+    // Out without destroying the Client: its destructor talks to the
+    // monitor (a syscall). The monitor cleans up after the exit.
+    _exit(0);
+  });
+  ASSERT_GT(child, 0);
+  close(pipefd[1]);
+  const int code = Reap(child, seconds(120));
+  int nr = -1;
+  const bool trapped = read(pipefd[0], &nr, sizeof(nr)) == static_cast<ssize_t>(sizeof(nr));
+  close(pipefd[0]);
+  if (trapped) {
+    ADD_FAILURE() << "the fast path made syscall " << nr << " (" << SyscallName(nr)
+                  << ") under the seccomp filter";
+  }
+  EXPECT_NE(code, kNoFilter) << "the child could not install its seccomp filter";
+  EXPECT_NE(code, 128 + SIGSYS) << "the child made a syscall of another architecture";
+  ASSERT_EQ(code, 0) << "(" << kLoopFailed << ": a check failed, see the child's stderr; "
+                     << kSyscallTrapped << ": a syscall was trapped)";
+  EXPECT_TRUE(StoreBecomesEmpty(client_.get()));
 }
 
 }  // namespace
