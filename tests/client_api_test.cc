@@ -1437,7 +1437,9 @@ TEST(ConnectTest, SocketThatNeverAnswersIsNotConnected) {
   unlink(path.c_str());
 }
 
-TEST(ConnectTest, SocketThatAnswersGarbageIsNotConnected) {
+// (ConnectThreadsTest: the tests whose answering end is a thread of this
+// process, so that TSan runs them.)
+TEST(ConnectThreadsTest, SocketThatAnswersGarbageIsNotConnected) {
   const std::string path = UniqueSocketPath("garbage");
   const int fd = BindUnixSocket(path, 4);
   ASSERT_GE(fd, 0);
@@ -1463,7 +1465,7 @@ TEST(ConnectTest, SocketThatAnswersGarbageIsNotConnected) {
 // Signals (and io_uring task work, from a Monitor in the same process)
 // interrupt a socket call that has a timeout with EINTR instead of
 // restarting it; Connect must ask again rather than give up.
-TEST(ConnectTest, SignalsWhileWaitingForTheAnswerDoNotFailIt) {
+TEST(ConnectThreadsTest, SignalsWhileWaitingForTheAnswerDoNotFailIt) {
   StoreOptions o = SmallStoreOptions(1 << 20);
   std::unique_ptr<Monitor> m;
   GLINT_ASSERT_OK(Monitor::Start(o, &m));
@@ -2346,11 +2348,14 @@ TEST_F(SlotTest, CheckerReportsASpillCountTooLow) {
   EXPECT_TRUE(StoreBecomesEmpty(client_.get()));
 }
 
+// SlotTest's tests that run threads (the label "threads", run under TSan).
+class SlotThreadsTest : public SlotTest {};
+
 // Two threads build the same id from a common start while its first bucket
 // has one free slot: one of them takes it, the other spills. Exactly one
 // must win each round (the spill count is what makes the one in the first
 // bucket look in the second).
-TEST_F(SlotTest, RivalsOfOneIdAcrossTheTwoBucketsExactlyOneWins) {
+TEST_F(SlotThreadsTest, RivalsOfOneIdAcrossTheTwoBucketsExactlyOneWins) {
   constexpr int kRounds = 300;
   std::unique_ptr<Client> other;
   ASSERT_TRUE(Connect(&other));

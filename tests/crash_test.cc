@@ -396,9 +396,12 @@ TEST_F(CrashTest, GetterKilledAsleep) {
   EXPECT_TRUE(RecoveredAndSound("getter killed asleep"));
 }
 
+// CrashTest's tests that run threads (the label "threads", run under TSan).
+class CrashThreadsTest : public CrashTest {};
+
 // Waiters on an object whose builder dies get kAborted at once, not their
 // timeout.
-TEST_F(CrashTest, WaitersOfADeadBuilderAreAborted) {
+TEST_F(CrashThreadsTest, WaitersOfADeadBuilderAreAborted) {
   const ObjectId id = MakeId(1, 9);
   std::unique_ptr<Client> c;  // the child's, kept alive while it pauses
   MutableBuffer mb;

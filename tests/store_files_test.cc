@@ -183,7 +183,7 @@ TEST(StoreFilesTest, ARegionTheUserMayNotOpenIsPermissionDeniedAndKept) {
 // (pidfd_open answers ENOENT, not ESRCH, since Linux 6.9): the client is
 // gone and is recovered at the restart, not watched forever. Found by
 // fuzz_region.
-TEST(StoreFilesTest, DeadClientWhosePidNowNamesAThreadIsRecovered) {
+TEST(StoreFilesThreadsTest, DeadClientWhosePidNowNamesAThreadIsRecovered) {
   const StoreOptions o = SmallStoreOptions(1 << 20);
   const std::string region = KilledStoreRegion(o);
   ASSERT_FALSE(region.empty());
