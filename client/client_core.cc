@@ -803,19 +803,21 @@ constexpr int64_t kSpinNanos = 20 * 1000;  // below one futex wake-up (~27 µs)
 
 template <typename Deadline, typename Find, typename FindLive>
 Status ClientCore::WaitFor(uint64_t wait_hash, Deadline deadline, Find find,
-                           FindLive live, uint32_t* slot, uint64_t* state) {
+                           FindLive live, uint32_t* slot, uint64_t* state,
+                           const uint64_t* aborts_since) {
   // The fast path: found, held, done. No clock read, no syscall.
   for (;;) {
     *slot = find(state);
     if (*slot == kNoSlot) break;
     if (Hold(*slot, *state)) return Status::OK();
   }
-  return WaitSlow(wait_hash, deadline(), find, live, slot, state);
+  return WaitSlow(wait_hash, deadline(), find, live, slot, state, aborts_since);
 }
 
 template <typename Find, typename FindLive>
 Status ClientCore::WaitSlow(uint64_t wait_hash, int64_t deadline, Find find,
-                            FindLive live, uint32_t* slot, uint64_t* state) {
+                            FindLive live, uint32_t* slot, uint64_t* state,
+                            const uint64_t* aborts_since) {
   if (deadline == kNoWait) return Status::TimedOut("not sealed");
 
   const int64_t start = os::MonotonicNanos();
@@ -825,7 +827,8 @@ Status ClientCore::WaitSlow(uint64_t wait_hash, int64_t deadline, Find find,
   core::WaitBucket* wb = region_.wait_bucket(wait_hash);
   // Aborts noted from here on are of builds that ended while we waited,
   // including ones that began after us (Store::NoteAbort).
-  const uint32_t aborts_before = LoadSeqCst(wb->aborts);
+  const uint64_t aborts_before =
+      aborts_since != nullptr ? *aborts_since : LoadSeqCst(wb->aborts);
   uint32_t seen_slot = kNoSlot;  // an entry of the object being built
   uint64_t seen_gen = 0;
   // 1: found and held; 2: a build was aborted while we waited; 0: keep
@@ -913,7 +916,8 @@ Status ClientCore::GetObject(const ObjectId& id, Buffer* buffer,
 }
 
 template <typename Deadline>
-Status ClientCore::GetById(const ObjectId& id, Buffer* buffer, Deadline deadline) {
+Status ClientCore::GetById(const ObjectId& id, Buffer* buffer, Deadline deadline,
+                           const uint64_t* aborts_since) {
   buffer->Release();
   if (inert_) return CheckUsable();
   const core::Key key =
@@ -926,7 +930,7 @@ Status ClientCore::GetById(const ObjectId& id, Buffer* buffer, Deadline deadline
       key.hash, deadline,
       [&](uint64_t* st) { return table.Find(key, idw, core::kObjSealed, st); },
       [&](uint64_t* st) { return table.FindLive(key, idw, st); }, &slot,
-      &state);
+      &state, aborts_since);
   if (!s.ok()) {
     return Status(s.code(), "object " + id.hex() + ": " + s.message());
   }
@@ -987,6 +991,7 @@ Status ClientCore::GetObjects(const std::vector<ObjectId>& ids,
   };
   for (size_t i = 0; i < std::min(n, kAhead); ++i) key_ahead(i);
   size_t missing = 0;
+  std::vector<uint64_t> aborts_since;  // per missing id (allocated only then)
   for (size_t i = 0; i < n; ++i) {
     const core::Key key = keys[i % kAhead];
     if (i + kAhead < n) key_ahead(i + kAhead);
@@ -998,7 +1003,10 @@ Status ClientCore::GetObjects(const std::vector<ObjectId>& ids,
       if (slot == kNoSlot || Hold(slot, state)) break;
     }
     if (slot == kNoSlot) {
-      ++missing;
+      // Its wait begins now: aborts of it from here on answer kAborted, even
+      // while we wait for an earlier id (Store::NoteAbort).
+      if (missing++ == 0) aborts_since.resize(n);
+      aborts_since[i] = LoadSeqCst(region_.wait_bucket(key.hash)->aborts);
     } else {
       FillBuffer(slot, state, &(*buffers)[i]);
     }
@@ -1012,7 +1020,8 @@ Status ClientCore::GetObjects(const std::vector<ObjectId>& ids,
   Status first_error;
   for (size_t i = 0; i < n; ++i) {
     if ((*buffers)[i].valid()) continue;
-    Status r = GetById(ids[i], &(*buffers)[i], [deadline] { return deadline; });
+    Status r = GetById(ids[i], &(*buffers)[i], [deadline] { return deadline; },
+                       &aborts_since[i]);
     if (!r.ok() && first_error.ok()) first_error = r;
   }
   return first_error;

@@ -89,17 +89,24 @@ class ClientCore {
   // `deadline()` gives the CLOCK_MONOTONIC nanosecond to give up at
   // (INT64_MAX: never; kNoWait: do not wait at all). It is called only when
   // the entry is not found at once, so the fast path reads no clock.
+  // `aborts_since`: the wait bucket's abort count when the wait began, if
+  // the caller read it earlier (GetObjects); null: read it now. Aborts
+  // numbered from it on answer kAborted (Store::NoteAbort).
   template <typename Deadline, typename Find, typename FindLive>
   Status WaitFor(uint64_t wait_hash, Deadline deadline, Find find,
-                 FindLive live, uint32_t* slot, uint64_t* state);
+                 FindLive live, uint32_t* slot, uint64_t* state,
+                 const uint64_t* aborts_since = nullptr);
   // WaitFor once the object was not found at once: spin, then sleep.
   template <typename Find, typename FindLive>
   [[gnu::noinline]] Status WaitSlow(uint64_t wait_hash, int64_t deadline, Find find,
-                                    FindLive live, uint32_t* slot, uint64_t* state);
-  // GetObject with a deadline as WaitFor takes it; GetObjects' waits share
-  // one absolute deadline this way, with no rounding to milliseconds.
+                                    FindLive live, uint32_t* slot, uint64_t* state,
+                                    const uint64_t* aborts_since);
+  // GetObject with a deadline and abort count as WaitFor takes them;
+  // GetObjects' waits share one absolute deadline this way, with no
+  // rounding to milliseconds, and count aborts from its first pass.
   template <typename Deadline>
-  Status GetById(const ObjectId& id, Buffer* buffer, Deadline deadline);
+  Status GetById(const ObjectId& id, Buffer* buffer, Deadline deadline,
+                 const uint64_t* aborts_since = nullptr);
 
   // Cold paths are kept out of line: the public calls are flattened (every
   // call inlined, client/client.cc) down to these.

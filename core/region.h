@@ -209,16 +209,15 @@ inline constexpr uint32_t kAbortRing = 6;
 struct alignas(64) WaitBucket {
   std::atomic<uint32_t> seq;      // bumped on every seal/abort in the bucket
   std::atomic<uint32_t> waiters;  // getters announced as about to sleep
-  std::atomic<uint32_t> aborts;   // aborts noted in the bucket (mod 2^32)
-  uint32_t reserved;
+  std::atomic<uint64_t> aborts;   // aborts noted in the bucket
   // Abort n is AbortTag(n, hash) at [n % kAbortRing].
   std::atomic<uint64_t> aborted[kAbortRing];
 };
-// The number of an abort and the high half of its id's (or name's) hash;
-// the low bits chose the bucket. Tagged with n, an entry not yet written
-// for abort n (or overwritten since) never matches.
-inline constexpr uint64_t AbortTag(uint32_t n, uint64_t hash) {
-  return (uint64_t{n} << 32) | (hash >> 32);
+// The number of an abort (its low 32 bits) and the high half of its id's (or
+// name's) hash; the low bits chose the bucket. Tagged with n, an entry not
+// yet written for abort n (or overwritten since) never matches.
+inline constexpr uint64_t AbortTag(uint64_t n, uint64_t hash) {
+  return (n << 32) | (hash >> 32);
 }
 
 // ---------------------------------------------------------------- buckets ---
@@ -410,8 +409,7 @@ GLINT_FIELD_AT(BlockRef, size, 8, 8);
 static_assert(sizeof(WaitBucket) == 64 && kNumWaitBuckets == 1024);
 GLINT_FIELD_AT(WaitBucket, seq, 0, 4);
 GLINT_FIELD_AT(WaitBucket, waiters, 4, 4);
-GLINT_FIELD_AT(WaitBucket, aborts, 8, 4);
-GLINT_FIELD_AT(WaitBucket, reserved, 12, 4);
+GLINT_FIELD_AT(WaitBucket, aborts, 8, 8);
 GLINT_FIELD_AT(WaitBucket, aborted, 16, 48);
 
 GLINT_FIELD_AT(BucketHeader, used, 0, 8);

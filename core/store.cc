@@ -339,6 +339,15 @@ bool Store::Abort(uint32_t slot, uint64_t gen, uint64_t id_hash, OpRecord* rec) 
   StoreRelaxed(rec->obj_slot, slot);
   StoreRelaxed(rec->gen, gen);
   StoreRelease(rec->op, static_cast<uint32_t>(kOpAbort));
+  // The abort is noted before it happens: once the CAS below leaves
+  // FREEING, a new build of the id (or name) may begin, and a getter that
+  // starts waiting for that one must not match this abort. Only the builder
+  // (or the monitor for one that left) aborts, so the CAS fails only on a
+  // damaged region, and a note without an abort is then harmless.
+  uint64_t name_hash = 0;
+  const bool named = NameHashOf(e, &name_hash);
+  NoteAbort(id_hash);
+  if (named) NoteAbort(name_hash);
   // CREATING -> FREEING first: only the builder (or the monitor for a
   // builder that left) may abort, and a CAS proves the entry is still this
   // build before anything is freed.
@@ -346,12 +355,10 @@ bool Store::Abort(uint32_t slot, uint64_t gen, uint64_t id_hash, OpRecord* rec) 
   bool won = CasSeqCst(e->state, expect, MakeState(gen, kObjFreeing));
   if (won) {
     GLINT_CRASH_POINT();
-    uint64_t name_hash = 0;
-    const bool named = NameHashOf(e, &name_hash);
     FreeBlocks(e, rec);
     FinishAbort(slot, gen);
-    NoteAbort(id_hash);
-    if (named) NoteAbort(name_hash);
+    Wake(id_hash);
+    if (named) Wake(name_hash);
   }
   StoreRelease(rec->op, static_cast<uint32_t>(kOpNone));
   return won;
@@ -361,33 +368,46 @@ bool Store::Abort(uint32_t slot, uint64_t gen, uint64_t id_hash, OpRecord* rec) 
 // (WasAborted). One that began waiting before the build began never saw it;
 // it reads `aborts` when it starts waiting and, at each look, the tags of
 // the aborts numbered since. Ordering, with the getter's side in
-// ClientCore::WaitSlow: our fetch_add, tag store and Wake's load of
-// `waiters` are SeqCst, in that order; the getter counts itself in
+// ClientCore::WaitSlow: our fetch_add and tag store (SeqCst), then, after
+// the abort, Wake's SeqCst load of `waiters`; the getter counts itself in
 // `waiters` (SeqCst), then loads `aborts` and the tags (SeqCst). If our
 // load of `waiters` comes first in the single total order, so does our tag
 // store, and the getter's loads see it; otherwise we see the getter and
 // bump `seq`, so its FUTEX_WAIT returns at once or is woken, and it looks
 // again after our tag store. A getter that reads `aborts` already counting
-// abort n but an older tag at its place (we are between the two stores)
+// abort n but an older tag at its place (we are between the two steps)
 // does not match (the tag carries n), and is woken the same way.
-// Death right after the fetch_add leaves a number without its tag: nobody
-// matches it, getters that never saw the build keep waiting (recovery wakes
-// every sleeper after a death; they look, find nothing, sleep again).
+// Death after the fetch_add and before the tag leaves a number nobody
+// matches; the monitor then aborts the dead builder's build itself, noting
+// it again (a second note of one abort is harmless).
 void Store::NoteAbort(uint64_t hash) {
   WaitBucket* wb = r_.wait_bucket(hash);
-  const uint32_t n = wb->aborts.fetch_add(1, std::memory_order_seq_cst);
+  const uint64_t n = wb->aborts.fetch_add(1, std::memory_order_seq_cst);
   GLINT_CRASH_POINT();
-  wb->aborted[n % kAbortRing].store(AbortTag(n, hash), std::memory_order_seq_cst);
+  PutAbortTag(wb, n, hash);
   GLINT_CRASH_POINT();
-  Wake(hash);
 }
 
-bool Store::AbortNotedSince(uint64_t hash, uint32_t since) const {
+// A writer delayed between its two steps while six later aborts took
+// numbers could otherwise overwrite a newer tag at its place, which a
+// getter waiting since then would miss. A tag's number is 32 bits; compared
+// modulo 2^32, older is the half behind. (0: never written.)
+void Store::PutAbortTag(WaitBucket* wb, uint64_t n, uint64_t hash) {
+  std::atomic<uint64_t>& place = wb->aborted[n % kAbortRing];
+  const uint64_t tag = AbortTag(n, hash);
+  uint64_t old = LoadSeqCst(place);
+  while (old == 0 ||
+         static_cast<int32_t>(static_cast<uint32_t>(n) - static_cast<uint32_t>(old >> 32)) > 0) {
+    if (place.compare_exchange_weak(old, tag, std::memory_order_seq_cst)) return;
+  }
+}
+
+bool Store::AbortNotedSince(uint64_t hash, uint64_t since) const {
   const WaitBucket* wb = r_.wait_bucket(hash);
-  const uint32_t now = LoadSeqCst(wb->aborts);
-  // Unsigned: the count wraps. Only the last kAbortRing are still there.
-  const uint32_t first = now - since > kAbortRing ? now - kAbortRing : since;
-  for (uint32_t n = first; n != now; ++n) {
+  const uint64_t now = LoadSeqCst(wb->aborts);
+  // Only the last kAbortRing are still there.
+  const uint64_t first = now - since > kAbortRing ? now - kAbortRing : since;
+  for (uint64_t n = first; n != now; ++n) {
     if (LoadSeqCst(wb->aborted[n % kAbortRing]) == AbortTag(n, hash)) return true;
   }
   return false;

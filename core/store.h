@@ -120,16 +120,20 @@ class Store {
     if (LoadSeqCst(wb->waiters) != 0) WakeSleepers(wb);  // else no syscall
   }
 
-  // After an abort: records it in the wait bucket of `hash` (the id's or
-  // the name's) for getters that wait there, then wakes them. Getters that
-  // began waiting before the build began learn of the abort this way (see
-  // WaitBucket). Two locked instructions, and a FUTEX_WAKE when someone
-  // sleeps; aborts only.
-  [[gnu::noinline]] void NoteAbort(uint64_t hash);
+  // Before an abort takes effect: records it in the wait bucket of `hash`
+  // (the id's or the name's) for getters that wait there, so that getters
+  // that began waiting before the build began learn of it too (see
+  // WaitBucket). The caller wakes the bucket once the abort is done. Two
+  // locked instructions; aborts only.
+  void NoteAbort(uint64_t hash);
+  // NoteAbort's second step, for abort number `n` (tests call it to act a
+  // writer delayed between the two steps): stores the tag unless a newer
+  // abort's tag already took the place.
+  static void PutAbortTag(WaitBucket* wb, uint64_t n, uint64_t hash);
   // True when an abort of `hash` was noted in its wait bucket as number
-  // `since` (WaitBucket::aborts, read earlier) or later. An abort whose entry
+  // `since` (WaitBucket::aborts, read earlier) or later. An abort whose tag
   // was overwritten (more than kAbortRing since) is not found.
-  bool AbortNotedSince(uint64_t hash, uint32_t since) const;
+  bool AbortNotedSince(uint64_t hash, uint64_t since) const;
 
   // True when a committed (being built or sealed) object has a.id or a.name.
   // For error paths: lets a full store still answer AlreadyExists.

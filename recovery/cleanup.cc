@@ -433,16 +433,16 @@ void Recovery::FinishRecord(OpRecord* rec) {
         Note(ReleaseNameSlotIfUnowned(ns, slot), "entry name");
       }
       if (!deferred_) {
+        // (An abort was noted in the wait buckets before its CAS to FREEING:
+        // Store::Abort.)
         const uint64_t id_hash = core::IdHash(core::EntryId(e).w);
         if (op == core::kOpAbort) {
           s_->FinishAbort(slot, gen);
-          s_->NoteAbort(id_hash);
-          if (named) s_->NoteAbort(name_hash);
         } else {
           s_->FinishFree(slot, gen);
-          s_->Wake(id_hash);
-          if (named) s_->Wake(name_hash);
         }
+        s_->Wake(id_hash);
+        if (named) s_->Wake(name_hash);
       }
     } else if (now == core::kObjEmpty || now == core::kObjAborted) {
       Note(ReleaseObjSlotIfUnowned(slot), "obj slot");

@@ -1854,6 +1854,35 @@ TEST_F(ClientApiThreadsTest, AbortTagsConcernOnlyTheirIdAndLaterWaits) {
   EXPECT_TRUE(StoreBecomesEmpty(client_.get()));
 }
 
+// GetObjects counts aborts of every id it misses from its first pass: an id
+// built and aborted while it waits for an earlier one answers kAborted (as
+// GetObject of it would), not a timeout.
+TEST_F(ClientApiThreadsTest, GetObjectsSeesAbortsOfLaterIdsWhileWaiting) {
+  const ObjectId first = ObjectId::Random();
+  const ObjectId later = ObjectId::Random();
+  Status st;
+  std::vector<Buffer> bufs;
+  std::atomic<int> done{0};
+  std::thread t([&] {
+    st = client_->GetObjects({first, later}, &bufs, 20000);
+    done.fetch_add(1);
+  });
+  ASSERT_TRUE(WaitForSleepers(client_.get(), IdWaitHash(first)));
+  MutableBuffer mb;
+  GLINT_ASSERT_OK(client_->BuildObject(later, 10, &mb));
+  GLINT_ASSERT_OK(mb.Abort());
+  ASSERT_TRUE(Put(first, 10));
+  EXPECT_TRUE(AllWoken(done, 1, client_.get()));
+  t.join();
+  EXPECT_EQ(st.code(), StatusCode::kAborted) << st.ToString();
+  ASSERT_EQ(bufs.size(), 2u);
+  EXPECT_TRUE(bufs[0].valid());
+  EXPECT_FALSE(bufs[1].valid());
+  bufs.clear();
+  GLINT_ASSERT_OK(client_->Delete(first));
+  EXPECT_TRUE(StoreBecomesEmpty(client_.get()));
+}
+
 // A moved-from-and-to building buffer still wakes the getters of its id
 // when it seals (the buffer carries the id's wait bucket).
 TEST_F(ClientApiThreadsTest, MovedBuildingBufferWakesWaitersOnSeal) {

@@ -439,7 +439,7 @@ TEST_F(CrashThreadsTest, WaitersOfADeadBuilderAreAborted) {
 // The same when the getters began waiting before the builder (another
 // process) even connected: they never saw the build; the monitor's abort
 // of it after the kill tells them through the wait buckets' abort tags.
-TEST_F(CrashTest, WaitersFromBeforeTheBuildOfADeadBuilderAreAborted) {
+TEST_F(CrashThreadsTest, WaitersFromBeforeTheBuildOfADeadBuilderAreAborted) {
   const ObjectId id = MakeId(1, 10);
   Status by_id, by_name;
   std::thread t1([&] {

@@ -417,6 +417,62 @@ TEST_F(TableTest, ObjectsFillTheFirstBucketThenSpillWithACount) {
   EXPECT_EQ(b0->used.load(), core::kSpillOne);
 }
 
+// The wait bucket's abort tags (Store::NoteAbort / AbortNotedSince): what a
+// getter that counted `since` finds. Hashes of one bucket: the same low 10
+// bits, different high halves.
+TEST(StoreAbortTagsTest, LastSixAbortsSinceAreFound) {
+  TestRegion tr(1 << 20, 1000, 4);
+  ASSERT_TRUE(tr.status().ok());
+  const core::Region r = tr.region();
+  core::Store store(r);
+  auto hash = [](uint64_t k) { return (k << 32) | 7; };  // all in bucket 7
+  core::WaitBucket* wb = r.wait_bucket(hash(1));
+  ASSERT_EQ(wb, r.wait_bucket(hash(2)));
+  // Counts from 2^32 - 3 so the numbers cross 2^32 (a 32-bit counter did,
+  // and n % 6 then jumped: the ring was four deep there).
+  for (const uint64_t start : {uint64_t{0}, (uint64_t{1} << 32) - 3}) {
+    SCOPED_TRACE(start);
+    wb->aborts.store(start);
+    for (auto& a : wb->aborted) a.store(0);
+    const uint64_t since = wb->aborts.load();
+    EXPECT_FALSE(store.AbortNotedSince(hash(1), since));
+    store.NoteAbort(hash(1));
+    EXPECT_TRUE(store.AbortNotedSince(hash(1), since));
+    EXPECT_FALSE(store.AbortNotedSince(hash(2), since));  // another id
+    // Not for a wait that began after it.
+    EXPECT_FALSE(store.AbortNotedSince(hash(1), wb->aborts.load()));
+    // Five more aborts of others: still found; a sixth overwrites it.
+    for (int i = 0; i < 5; ++i) store.NoteAbort(hash(100 + i));
+    EXPECT_TRUE(store.AbortNotedSince(hash(1), since));
+    store.NoteAbort(hash(200));
+    EXPECT_FALSE(store.AbortNotedSince(hash(1), since));
+  }
+}
+
+// A writer delayed between taking its number and storing its tag, while six
+// later aborts took numbers, finds a newer tag at its place and leaves it:
+// a getter waiting for that newer abort still finds it.
+TEST(StoreAbortTagsTest, ADelayedTagDoesNotOverwriteANewerOne) {
+  TestRegion tr(1 << 20, 1000, 4);
+  ASSERT_TRUE(tr.status().ok());
+  const core::Region r = tr.region();
+  core::Store store(r);
+  auto hash = [](uint64_t k) { return (k << 32) | 9; };
+  core::WaitBucket* wb = r.wait_bucket(hash(1));
+  const uint64_t stalled = wb->aborts.fetch_add(1);  // number taken, no tag yet
+  for (int i = 0; i < 5; ++i) store.NoteAbort(hash(10 + i));
+  const uint64_t since = wb->aborts.load();  // a getter of hash(1) starts
+  store.NoteAbort(hash(1));                  // its abort: the stalled one's place
+  core::Store::PutAbortTag(wb, stalled, hash(50));  // the stalled writer resumes
+  EXPECT_TRUE(store.AbortNotedSince(hash(1), since));
+  EXPECT_FALSE(store.AbortNotedSince(hash(50), since));
+  // The same order without the newer tag: the delayed tag is stored.
+  core::WaitBucket* wb2 = r.wait_bucket(hash(1) + 1);
+  const uint64_t n = wb2->aborts.fetch_add(1);
+  core::Store::PutAbortTag(wb2, n, hash(1) + 1);
+  EXPECT_TRUE(store.AbortNotedSince(hash(1) + 1, n));
+}
+
 // An entry's name is hashed (to find the wait bucket to wake) by seals,
 // aborts and by recovery, which reads entries a dead or buggy client may
 // have scribbled on. A name length past the 255-byte limit or a name block
