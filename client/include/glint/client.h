@@ -145,7 +145,9 @@ class MutableBuffer {
   Status Seal();
   // Discards the object and frees its memory; its id and name are free for
   // a new builder at once. Getters waiting for its id or name answer
-  // kAborted, whether they began waiting before the build or during it.
+  // kAborted, whether they began waiting before the build or during it
+  // (unless six more aborts in the same wait bucket overwrote its note
+  // before they looked: they then keep waiting; see GetObject).
   // Errors: kFailedPrecondition (sealed, already aborted or empty buffer),
   // kNotConnected (a buffer inherited through fork), kAborted (as for Seal).
   Status Abort();
