@@ -250,8 +250,14 @@ Status ClientCore::Connect(const std::string& path,
   }
   struct stat st;
   if (stat(path.c_str(), &st) != 0) {
+    const int err = errno;
+    // A directory on the way the user may not search hides whether a store
+    // is there: that is a permission to fix, not a store to start.
+    if (err == EACCES || err == EPERM) {
+      return os::ErrnoStatus(err, "cannot reach the glint socket", path);
+    }
     return Status::NotConnected("no glint store at " + path + ": " +
-                                std::strerror(errno));
+                                std::strerror(err));
   }
   if (!S_ISSOCK(st.st_mode)) {
     return Status::NotConnected("no glint store at " + path +

@@ -146,6 +146,30 @@ TEST(StoreFilesTest, ASocketTheUserMayNotOpenIsPermissionDenied) {
   GLINT_EXPECT_OK(Client::Connect(o.socket_path, &c));
 }
 
+// The same when the socket sits in a directory the user may not search:
+// stat() fails with EACCES, which is no "there is no store here".
+TEST(StoreFilesTest, ASocketInADirectoryTheUserMayNotSearchIsPermissionDenied) {
+  const std::string dir = UniqueSocketPath("dir");
+  ASSERT_EQ(mkdir(dir.c_str(), 0700), 0);
+  StoreOptions o = SmallStoreOptions(1 << 20);
+  o.socket_path = dir + "/store";
+  std::unique_ptr<Monitor> m;
+  GLINT_ASSERT_OK(Monitor::Start(o, &m));
+  const int code = AsOutsider({dir}, [&] {
+    std::unique_ptr<Client> c;
+    const Status s = Client::Connect(o.socket_path, &c);
+    if (s.code() != StatusCode::kPermissionDenied) {
+      fprintf(stderr, "%s\n", s.ToString().c_str());
+      return 1;
+    }
+    return s.message().find(o.socket_path) == std::string::npos ? 2 : 0;
+  });
+  EXPECT_EQ(code, 0) << "1: not kPermissionDenied; 2: the path is not named";
+  chmod(dir.c_str(), 0700);
+  m.reset();
+  rmdir(dir.c_str());
+}
+
 TEST(StoreFilesTest, ARegionTheUserMayNotOpenIsPermissionDeniedAndKept) {
   const StoreOptions o = SmallStoreOptions(1 << 20);
   // A region a killed store left (mode 0600), then a monitor started by
