@@ -18,11 +18,13 @@ namespace glint {
 enum class StatusCode : int {
   kOk = 0,
   kInvalidArgument = 1,   // a bad argument: size, name, metadata, id, option
-  kNotFound = 2,          // no sealed object with that id (Delete, GetMetadata)
+  kNotFound = 2,          // no such object or key (Delete, GetObjectInfo,
+                          // GetMetadata; a Get answers kTimedOut instead)
   kAlreadyExists = 3,     // id or name taken by a live object
   kOutOfMemory = 4,       // the data heap or the object table is full
   kTimedOut = 5,          // a Get did not find a sealed object in time
-  kAborted = 6,           // the object's builder aborted while we waited
+  kAborted = 6,           // a build of the object was aborted (or its
+                          // builder died) while we waited
   kTooManyClients = 7,    // every client slot of the store is taken
   kNotConnected = 8,      // no store serves that path, or the client is unusable
   kIncompatible = 9,      // the region has another magic or layout version
