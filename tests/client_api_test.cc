@@ -1731,7 +1731,15 @@ TEST_F(ClientApiTest, GetObjectsBatch) {
 
 // ------------------------------------------------------------ waiters
 
-using ClientApiThreadsTest = StoreTest;
+class ClientApiThreadsTest : public StoreTest {
+ protected:
+  // A getter of `id` by id (this client) and one of `name` by name (another
+  // client), on threads without a timeout, both asleep; then `act`, which
+  // ends the build they wait for by aborting it. Both must answer kAborted,
+  // woken at once (AllWoken reports a lost wake-up and rescues them).
+  void ExpectIdAndNameWaitersAborted(const ObjectId& id, const std::string& name,
+                                     const std::function<void()>& act);
+};
 
 // A getter in its own thread, waiting without a timeout for `id`: its
 // answer goes to *st, then it counts itself in *done.
@@ -1746,11 +1754,8 @@ std::thread GetInThread(Client* c, const ObjectId& id, Status* st, std::atomic<i
 // Waiters here wait without a timeout: a getter that sleeps through its
 // wake-up would otherwise still succeed, late, at its deadline. AllWoken
 // reports such a lost wake-up (and rescues the sleeper).
-TEST_F(ClientApiThreadsTest, WaiterGetsAbortedWhenBuilderAborts) {
-  const ObjectId id = ObjectId::Random();
-  const std::string name = "to-abort";
-  MutableBuffer mb;
-  GLINT_ASSERT_OK(client_->BuildObject(id, 100, &mb, name));
+void ClientApiThreadsTest::ExpectIdAndNameWaitersAborted(
+    const ObjectId& id, const std::string& name, const std::function<void()>& act) {
   Status by_id, by_name;
   std::atomic<int> done{0};
   std::unique_ptr<Client> other;
@@ -1761,18 +1766,25 @@ TEST_F(ClientApiThreadsTest, WaiterGetsAbortedWhenBuilderAborts) {
     by_name = other->GetObjectByName(name, &b, -1);
     done.fetch_add(1);
   });
-  // Both getters saw the object being built and sleep.
   const bool same_bucket =
       IdWaitHash(id) % core::kNumWaitBuckets == NameWaitHash(name) % core::kNumWaitBuckets;
   EXPECT_TRUE(WaitForSleepers(client_.get(), IdWaitHash(id), same_bucket ? 2 : 1));
   EXPECT_TRUE(WaitForSleepers(client_.get(), NameWaitHash(name), same_bucket ? 2 : 1));
-  GLINT_ASSERT_OK(mb.Abort());
+  act();
   EXPECT_TRUE(AllWoken(done, 2, client_.get()));
   t1.join();
   t2.join();
   EXPECT_EQ(by_id.code(), StatusCode::kAborted) << by_id.ToString();
   EXPECT_EQ(by_name.code(), StatusCode::kAborted) << by_name.ToString();
   EXPECT_TRUE(StoreBecomesEmpty(client_.get()));
+}
+
+// Both getters saw the object being built, and sleep.
+TEST_F(ClientApiThreadsTest, WaiterGetsAbortedWhenBuilderAborts) {
+  const ObjectId id = ObjectId::Random();
+  MutableBuffer mb;
+  GLINT_ASSERT_OK(client_->BuildObject(id, 100, &mb, "to-abort"));
+  ExpectIdAndNameWaitersAborted(id, "to-abort", [&] { GLINT_ASSERT_OK(mb.Abort()); });
 }
 
 TEST_F(ClientApiThreadsTest, WaiterGetsAbortedWhenBuildingBufferIsDropped) {
@@ -1794,32 +1806,13 @@ TEST_F(ClientApiThreadsTest, WaiterGetsAbortedWhenBuildingBufferIsDropped) {
 // so the entry cannot tell them; the wait bucket's abort tags do.
 TEST_F(ClientApiThreadsTest, WaiterFromBeforeTheBuildGetsAborted) {
   const ObjectId id = ObjectId::Random();
-  const std::string name = "aborted-later";
-  Status by_id, by_name;
-  std::atomic<int> done{0};
-  std::unique_ptr<Client> other;
-  ASSERT_TRUE(Connect(&other));
-  std::thread t1 = GetInThread(client_.get(), id, &by_id, &done);
-  std::thread t2([&] {
-    Buffer b;
-    by_name = other->GetObjectByName(name, &b, -1);
-    done.fetch_add(1);
-  });
-  const bool same_bucket =
-      IdWaitHash(id) % core::kNumWaitBuckets == NameWaitHash(name) % core::kNumWaitBuckets;
-  EXPECT_TRUE(WaitForSleepers(client_.get(), IdWaitHash(id), same_bucket ? 2 : 1));
-  EXPECT_TRUE(WaitForSleepers(client_.get(), NameWaitHash(name), same_bucket ? 2 : 1));
   // Built and aborted while they sleep: no wake-up on create, so neither
   // sees it being built.
-  MutableBuffer mb;
-  GLINT_ASSERT_OK(client_->BuildObject(id, 100, &mb, name));
-  GLINT_ASSERT_OK(mb.Abort());
-  EXPECT_TRUE(AllWoken(done, 2, client_.get()));
-  t1.join();
-  t2.join();
-  EXPECT_EQ(by_id.code(), StatusCode::kAborted) << by_id.ToString();
-  EXPECT_EQ(by_name.code(), StatusCode::kAborted) << by_name.ToString();
-  EXPECT_TRUE(StoreBecomesEmpty(client_.get()));
+  ExpectIdAndNameWaitersAborted(id, "aborted-later", [&] {
+    MutableBuffer mb;
+    GLINT_ASSERT_OK(client_->BuildObject(id, 100, &mb, "aborted-later"));
+    GLINT_ASSERT_OK(mb.Abort());
+  });
 }
 
 // The abort tags answer only the getters they concern: an abort from before
