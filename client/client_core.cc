@@ -283,6 +283,11 @@ Status ClientCore::Connect(const std::string& path,
           " (connection refused: glintd is not running; start it again on "
           "this socket to re-attach its store)");
     }
+    if (err == ENOENT || err == ENOTSOCK || err == EPROTOTYPE) {
+      // Gone since the stat above, or not a stream socket: no store there.
+      return Status::NotConnected("no glint store at " + path + ": connect: " +
+                                  std::strerror(err));
+    }
     return os::ErrnoStatus(err, "connect to", path);
   }
   // A monitor answers at once; a socket that never answers is not a store.

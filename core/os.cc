@@ -170,11 +170,6 @@ Status ErrnoStatus(int err, const std::string& what, const std::string& path) {
     case EACCES:
     case EPERM:
       return Status::PermissionDenied(msg);
-    case ENOENT:
-    case ECONNREFUSED:
-    case ENOTSOCK:
-    case EPROTOTYPE:
-      return Status::NotConnected(msg);
     case ENOMEM:
     case ENOSPC:
       return Status::OutOfMemory(msg);

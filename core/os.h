@@ -81,7 +81,9 @@ void Unmap(void* addr, int64_t size);
 // short read.
 bool ReadAt(int fd, void* buf, size_t n, int64_t offset);
 
-// A Status for errno `err` of `what` on `path`.
+// A Status for errno `err` of `what` on `path`: kPermissionDenied,
+// kOutOfMemory, else kIOError. (What an errno means to the caller beyond
+// that, such as a client's "no store serves that path", the caller says.)
 Status ErrnoStatus(int err, const std::string& what, const std::string& path);
 
 std::string Hostname();

@@ -279,16 +279,6 @@ std::string AbsolutePath(const std::string& p) {
   return std::string(cwd) + "/" + p;
 }
 
-// os::ErrnoStatus for the monitor's own files and sockets. That one reads
-// ENOENT (and a refused or foreign socket) as kNotConnected, "no store
-// serves that path", which is a client's view; the monitor meets those only
-// when something changed under it while it set up: an I/O error.
-Status SetupError(int err, const std::string& what, const std::string& path) {
-  Status s = os::ErrnoStatus(err, what, path);
-  if (s.code() != StatusCode::kNotConnected) return s;
-  return Status::IOError(s.message());
-}
-
 // The directory of `path`: "." for a bare name.
 std::string DirectoryOf(const std::string& path) {
   const size_t slash = path.rfind('/');
@@ -312,7 +302,7 @@ Status CheckDirectory(const std::string& option, const std::string& value,
     if (err == ENOTDIR) {
       return Status::InvalidArgument(what + ": " + dir + " is not a directory");
     }
-    return SetupError(err, what + ": stat the directory", dir);
+    return os::ErrnoStatus(err, what + ": stat the directory", dir);
   }
   if (!S_ISDIR(st.st_mode)) {
     return Status::InvalidArgument(what + ": " + dir + " is not a directory");
@@ -352,9 +342,8 @@ Status MonitorImpl::Init(const StoreOptions& o) {
     return Status::InvalidArgument("mode must be permission bits (at most 0777)");
   }
   if (o.shm_dir.empty()) return Status::InvalidArgument("shm_dir is empty");
-  // Before anything is created: a missing directory is a bad option (the
-  // region file and the socket would fail with ENOENT, which
-  // os::ErrnoStatus reads as a client's "no store serves that path").
+  // Before anything is created: a missing directory is a bad option, not
+  // the I/O error (ENOENT) the region file and the socket would meet.
   Status s = CheckDirectory("shm_dir", o.shm_dir, o.shm_dir);
   if (!s.ok()) return s;
   s = CheckDirectory("socket_path", o.socket_path, DirectoryOf(o.socket_path));
@@ -391,7 +380,7 @@ Status MonitorImpl::Init(const StoreOptions& o) {
   s = CreateSocket();
   if (!s.ok()) return s;
   wake_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-  if (wake_fd_ < 0) return SetupError(errno, "eventfd for", o.socket_path);
+  if (wake_fd_ < 0) return os::ErrnoStatus(errno, "eventfd for", o.socket_path);
   s = CreateRing();
   if (!s.ok()) return s;
   Register(this);
@@ -423,7 +412,7 @@ Status MonitorImpl::CreateRegion() {
   unlink(tmp.c_str());
   region_fd_ = open(tmp.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC,
                     options_.mode);
-  if (region_fd_ < 0) return SetupError(errno, "create region", tmp);
+  if (region_fd_ < 0) return os::ErrnoStatus(errno, "create region", tmp);
   s = FillNewRegion(tmp, &layout);
   if (s.ok() && renameat2(AT_FDCWD, tmp.c_str(), AT_FDCWD, region_path_.c_str(),
                           RENAME_NOREPLACE) != 0) {
@@ -432,7 +421,7 @@ Status MonitorImpl::CreateRegion() {
                                     " appeared while this store started; is "
                                     "another glintd starting on " +
                                     options_.socket_path + "?")
-            : SetupError(errno, "rename the new region to", region_path_);
+            : os::ErrnoStatus(errno, "rename the new region to", region_path_);
   }
   if (!s.ok()) {
     unlink(tmp.c_str());
@@ -448,7 +437,7 @@ Status MonitorImpl::FillNewRegion(const std::string& tmp,
   core::RegionHeader& layout = *layout_in;
   fchmod(region_fd_, options_.mode);  // umask must not narrow what was asked
   if (ftruncate(region_fd_, static_cast<off_t>(size_)) != 0) {
-    return SetupError(errno, "size region", tmp);
+    return os::ErrnoStatus(errno, "size region", tmp);
   }
   const bool huge = options_.hugepages;
   // Huge pages are allocated by faults in a mapping advised for them, never
@@ -518,9 +507,9 @@ Status MonitorImpl::AttachRegion() {
   if (region_fd_ < 0 && errno == EISDIR) {
     return refuse(StatusCode::kCorrupt, "is not a regular file (a directory)");
   }
-  if (region_fd_ < 0) return SetupError(errno, "open the existing region", path);
+  if (region_fd_ < 0) return os::ErrnoStatus(errno, "open the existing region", path);
   struct stat st;
-  if (fstat(region_fd_, &st) != 0) return SetupError(errno, "fstat", path);
+  if (fstat(region_fd_, &st) != 0) return os::ErrnoStatus(errno, "fstat", path);
   if (!S_ISREG(st.st_mode)) {
     return refuse(StatusCode::kCorrupt, "is not a regular file");
   }
@@ -697,17 +686,17 @@ void MonitorImpl::CheckHugepages() {
 Status MonitorImpl::CreateSocket() {
   // Blocking: only the ring accepts on it, and it waits without a thread.
   listen_fd_ = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (listen_fd_ < 0) return SetupError(errno, "socket", options_.socket_path);
+  if (listen_fd_ < 0) return os::ErrnoStatus(errno, "socket", options_.socket_path);
   sockaddr_un addr{};
   addr.sun_family = AF_UNIX;
   std::memcpy(addr.sun_path, options_.socket_path.c_str(),
               options_.socket_path.size() + 1);
   if (bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
-    return SetupError(errno, "bind", options_.socket_path);
+    return os::ErrnoStatus(errno, "bind", options_.socket_path);
   }
   chmod(options_.socket_path.c_str(), options_.mode);
   if (listen(listen_fd_, 128) != 0) {
-    return SetupError(errno, "listen on", options_.socket_path);
+    return os::ErrnoStatus(errno, "listen on", options_.socket_path);
   }
   return Status::OK();
 }
