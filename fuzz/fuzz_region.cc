@@ -59,33 +59,41 @@ struct Template {
 };
 
 // In the child: the store the template is made of. Returns its region's
-// path, or "" when something failed.
+// path, or "error: " and what failed.
+#define FILL_OK(expr)                                                          \
+  do {                                                                         \
+    const glint::Status fill_st = (expr);                                      \
+    if (!fill_st.ok()) {                                                       \
+      return "error: line " + std::to_string(__LINE__) + ": " #expr ": " +     \
+             fill_st.ToString();                                               \
+    }                                                                          \
+  } while (0)
 std::string FillStore(const glint::StoreOptions& o, std::unique_ptr<glint::Monitor>* m,
                       std::unique_ptr<glint::Client>* a, std::unique_ptr<glint::Client>* b,
                       std::vector<glint::Buffer>* held, glint::MutableBuffer* building) {
-  if (!glint::Monitor::Start(o, m).ok()) return "";
-  if (!glint::Client::Connect(o.socket_path, a).ok()) return "";
-  if (!glint::Client::Connect(o.socket_path, b).ok()) return "";
+  FILL_OK(glint::Monitor::Start(o, m));
+  FILL_OK(glint::Client::Connect(o.socket_path, a));
+  FILL_OK(glint::Client::Connect(o.socket_path, b));
   static const int64_t kSizes[] = {0, 1, 64, 1000, 5000, 70000, 200, 16384, 3, 100};
   for (int i = 0; i < 10; ++i) {
     glint::MutableBuffer mb;
     glint::Metadata md;
     if (i % 3 == 0) md["format"] = std::string(static_cast<size_t>(i) + 1, 'm');
     const std::string name = i % 2 ? "obj" + std::to_string(i) : std::string();
-    if (!(*a)->BuildObject(Id(i), kSizes[i], &mb, name, md).ok()) return "";
+    FILL_OK((*a)->BuildObject(Id(i), kSizes[i], &mb, name, md));
     for (int64_t k = 0; k < mb.size(); ++k) mb.mutable_data()[k] = static_cast<uint8_t>(i + k);
-    if (!mb.Seal().ok()) return "";
+    FILL_OK(mb.Seal());
   }
   held->resize(4);
-  if (!(*a)->GetObject(Id(1), &(*held)[0], 0).ok()) return "";
-  if (!(*a)->GetObject(Id(2), &(*held)[1], 0).ok()) return "";
-  if (!(*b)->GetObject(Id(2), &(*held)[2], 0).ok()) return "";
-  if (!(*b)->GetObject(Id(3), &(*held)[3], 0).ok()) return "";
-  if (!(*a)->Delete(Id(3)).ok()) return "";  // freed when b lets go
-  if (!(*b)->BuildObject(Id(20), 300, building, "unsealed").ok()) return "";
+  FILL_OK((*a)->GetObject(Id(1), &(*held)[0], 0));
+  FILL_OK((*a)->GetObject(Id(2), &(*held)[1], 0));
+  FILL_OK((*b)->GetObject(Id(2), &(*held)[2], 0));
+  FILL_OK((*b)->GetObject(Id(3), &(*held)[3], 0));
+  FILL_OK((*a)->Delete(Id(3)));  // freed when b lets go
+  FILL_OK((*b)->BuildObject(Id(20), 300, building, "unsealed"));
   glint::MutableBuffer resized;
-  if (!(*a)->BuildObject(Id(21), 100, &resized).ok()) return "";
-  if (!resized.Resize(40000).ok()) return "";
+  FILL_OK((*a)->BuildObject(Id(21), 100, &resized));
+  FILL_OK(resized.Resize(40000));
   new glint::MutableBuffer(std::move(resized));  // kept unsealed until the kill
   return (*m)->region_path();
 }
@@ -121,6 +129,9 @@ Template MakeTemplate() {
   waitpid(pid, nullptr, 0);
   if (n <= 0) Die("could not make the template store");
   t.region_path.assign(buf, static_cast<size_t>(n));
+  if (t.region_path.rfind("error: ", 0) == 0) {
+    Die(("could not make the template store: " + t.region_path).c_str());
+  }
   const int fd = open(t.region_path.c_str(), O_RDONLY);
   struct stat st;
   if (fd < 0 || fstat(fd, &st) != 0) Die("cannot open the template region");
