@@ -27,6 +27,8 @@
 #include <new>
 #include <random>
 #include <set>
+#include <string>
+#include <string_view>
 #include <vector>
 
 #include "alloc/heap.h"
@@ -1263,9 +1265,13 @@ TEST_F(MultiProcessTest, FastPathMakesNoSyscall) {
       names.push_back("no-syscall-object-" + std::to_string(r));
     }
     const Metadata md = {{"dtype", "float64"}, {"shape", std::string(40, 's')}};
+    std::vector<std::vector<ObjectId>> pair;
+    for (int r = 0; r < kRing; ++r) pair.push_back({plain_ids[r], named_ids[r]});
+    std::vector<Buffer> got;
 
     // One cycle of every fast-path call. BuildObject with metadata writes
-    // the map straight into the region (no temporary), so it runs too.
+    // the map straight into the region (no temporary), so it runs too, and
+    // so do Resize, GetObjects and GetMetadata.
     auto cycle = [&](int i) {
       const int r = i % kRing;
       const int64_t size = kSizes[i % kNumSizes];
@@ -1274,6 +1280,10 @@ TEST_F(MultiProcessTest, FastPathMakesNoSyscall) {
       MutableBuffer mb;
       LOOP_OK(client->BuildObject(a, size, &mb));
       FillPattern(mb.mutable_data(), size, SeedOf(a));
+      // Resize: to another size class (the bytes move) and back.
+      LOOP_OK(mb.Resize(size + 5000));
+      LOOP_OK(mb.Resize(size));
+      LOOP_CHECK(CheckPattern(mb.data(), size, SeedOf(a)) == -1);
       LOOP_OK(mb.Seal());
       if (i % 2 == 0) {
         LOOP_OK(client->BuildObject(b, size, &mb, names[r]));
@@ -1290,6 +1300,19 @@ TEST_F(MultiProcessTest, FastPathMakesNoSyscall) {
       LOOP_CHECK(by_name.id() == b &&
                  CheckPattern(by_name.data(), size, SeedOf(b)) == -1);
       LOOP_CHECK(client->Contains(a) && client->Contains(b));
+      // GetObjects into a vector that already has room (a first call
+      // allocates it, in the warm-up) and GetMetadata.
+      LOOP_OK(client->GetObjects(pair[r], &got));
+      LOOP_CHECK(got.size() == 2 && got[0].data() == by_id.data() &&
+                 got[1].data() == by_name.data());
+      got[0].Release();
+      got[1].Release();
+      if (i % 2 == 1) {
+        Buffer dtype;
+        LOOP_OK(client->GetMetadata(b, "dtype", &dtype));
+        LOOP_CHECK(std::string_view(reinterpret_cast<const char*>(dtype.data()),
+                                    static_cast<size_t>(dtype.size())) == "float64");
+      }
 
       // b: released, then deleted (freed at once). a: deleted while held,
       // then freed by the last release.
