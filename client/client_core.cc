@@ -38,6 +38,10 @@ namespace {
 
 constexpr uint32_t kBusy = 1u << 31;
 
+// How long Connect waits for the monitor: to take the connection, then to
+// answer the Hello.
+constexpr time_t kConnectTimeoutSeconds = 5;
+
 // ------------------------------------------------------------ fork safety
 // A child of fork() inherits every Client of its parent. The child must not
 // act for the parent's client slot, and must not keep the parent's
@@ -271,9 +275,27 @@ Status ClientCore::Connect(const std::string& path,
   sockaddr_un addr{};
   addr.sun_family = AF_UNIX;
   std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
-  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+  // A monitor answers at once; a socket that never answers is not a store.
+  // The send timeout also bounds connect(), which on a unix socket waits
+  // while the listener's queue is full (a frozen or swamped monitor); the
+  // receive timeout bounds the wait for the Welcome.
+  const timeval tv{kConnectTimeoutSeconds, 0};
+  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  int rc;
+  do {  // a unix socket whose connect() was interrupted is still unconnected
+    rc = connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+  } while (rc != 0 && errno == EINTR);
+  if (rc != 0) {
     const int err = errno;
     close(fd);
+    if (err == EAGAIN) {
+      return Status::NotConnected(
+          "the glint monitor at " + path + " accepted no connection for " +
+          std::to_string(kConnectTimeoutSeconds) +
+          " s (its queue of new connections stayed full: glintd is stopped "
+          "or swamped)");
+    }
     if (err == ECONNREFUSED) {
       // Typically a glintd that was killed: its socket file stays, its
       // clients keep working, and a glintd restarted on this socket
@@ -290,9 +312,6 @@ Status ClientCore::Connect(const std::string& path,
     }
     return os::ErrnoStatus(err, "connect to", path);
   }
-  // A monitor answers at once; a socket that never answers is not a store.
-  timeval tv{5, 0};
-  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
   core::Hello hello{core::kHelloMagic, core::kProtocolVersion,
                     core::kLayoutVersion, 0};
   ssize_t sent;

@@ -14,6 +14,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cstring>
 #include <cerrno>
 #include <filesystem>
 #include <fstream>
@@ -1439,6 +1440,56 @@ TEST(ConnectTest, SocketThatNeverAnswersIsNotConnected) {
 
 // (ConnectThreadsTest: the tests whose answering end is a thread of this
 // process, so that TSan runs them.)
+// A listener whose queue of new connections is full (a stopped or swamped
+// monitor) makes connect() itself wait; Connect gives up after its 5 s. On
+// the old code the Connect never returned: closing the listener at the end
+// frees it so that the test fails instead of hanging.
+TEST(ConnectThreadsTest, ListenerWithAFullQueueIsNotConnected) {
+  const std::string path = UniqueSocketPath("full");
+  const int fd = BindUnixSocket(path, 0);  // never accepts
+  ASSERT_GE(fd, 0);
+  // Fill the queue: nonblocking connects until one would wait.
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+  std::vector<int> queued;
+  for (int i = 0; i < 16; ++i) {
+    const int q = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    ASSERT_GE(q, 0);
+    if (connect(q, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+      ASSERT_EQ(errno, EAGAIN) << std::strerror(errno);
+      close(q);
+      break;
+    }
+    queued.push_back(q);
+  }
+  ASSERT_FALSE(queued.empty());
+  ASSERT_LT(queued.size(), 16u) << "the listener's queue never filled";
+
+  std::atomic<bool> done{false};
+  Status s;
+  const auto start = std::chrono::steady_clock::now();
+  std::thread t([&] {
+    std::unique_ptr<Client> c;
+    s = Client::Connect(path, &c);
+    done.store(true);
+  });
+  while (!done.load() && std::chrono::steady_clock::now() - start < std::chrono::seconds(30)) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  const bool returned = done.load();
+  const auto waited = std::chrono::steady_clock::now() - start;
+  close(fd);  // wakes a Connect still waiting (it then fails)
+  t.join();
+  for (int q : queued) close(q);
+  unlink(path.c_str());
+  ASSERT_TRUE(returned) << "Connect was still waiting for the full listener after 30 s";
+  EXPECT_EQ(s.code(), StatusCode::kNotConnected) << s.ToString();
+  EXPECT_NE(s.message().find(path), std::string::npos) << s.ToString();
+  EXPECT_NE(s.message().find("accepted no connection"), std::string::npos) << s.ToString();
+  EXPECT_GE(waited, std::chrono::milliseconds(4900));
+}
+
 TEST(ConnectThreadsTest, SocketThatAnswersGarbageIsNotConnected) {
   const std::string path = UniqueSocketPath("garbage");
   const int fd = BindUnixSocket(path, 4);

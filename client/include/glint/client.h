@@ -197,14 +197,15 @@ class Client {
   // Connects to the store whose monitor listens on `store_socket` (a unix
   // socket path; Plasma's convention, default "/tmp/glint"), maps its region
   // and takes a client slot. REQUIRES: out != nullptr.
-  // Blocks for one round trip to the monitor; on a socket that accepts but
-  // does not answer (a stopped monitor, not a glint socket), for its 5 s
-  // receive timeout, then answers kNotConnected. (connect() itself has no
-  // timeout: it waits while the listener's backlog is full; a monitor's
-  // holds 128 connections.)
+  // Blocks for one round trip to the monitor, and at most 5 s for each of
+  // its two steps: the monitor taking the connection (it waits while the
+  // listener's queue of 128 new connections is full, as behind a stopped
+  // or swamped monitor) and the monitor answering (a stopped monitor, or a
+  // socket that is not glint's, never does). Then it answers kNotConnected.
   // Errors: kInvalidArgument (store_socket empty, or longer than the 107
   // bytes a sockaddr_un path holds), kNotConnected (nothing serves that
-  // path, it is not a glint socket, or no answer within 5 s),
+  // path, it is not a glint socket, or it did not take the connection or
+  // did not answer within 5 s),
   // kPermissionDenied, kTooManyClients, kIncompatible (another protocol or
   // layout version), kCorrupt (the region fails its header checks),
   // kOutOfMemory (the region cannot be mapped), kIOError. Every message
