@@ -40,7 +40,23 @@ constexpr uint32_t kBusy = 1u << 31;
 
 // How long Connect waits for the monitor: to take the connection, then to
 // answer the Hello.
-constexpr time_t kConnectTimeoutSeconds = 5;
+constexpr int64_t kConnectTimeoutSeconds = 5;
+
+// Sets the socket timeout `opt` (SO_SNDTIMEO or SO_RCVTIMEO) to the time
+// left until `deadline_ns` (MonotonicNanos). False, with errno EAGAIN, when
+// none is left: the caller's wait then ends as a timed-out one would.
+bool ArmTimeout(int fd, int opt, int64_t deadline_ns) {
+  const int64_t left = deadline_ns - os::MonotonicNanos();
+  if (left <= 0) {
+    errno = EAGAIN;
+    return false;
+  }
+  timeval tv{static_cast<time_t>(left / 1000000000),
+             static_cast<suseconds_t>((left % 1000000000) / 1000)};
+  if (tv.tv_sec == 0 && tv.tv_usec == 0) tv.tv_usec = 1;  // {0, 0} is forever
+  setsockopt(fd, SOL_SOCKET, opt, &tv, sizeof(tv));
+  return true;
+}
 
 // ------------------------------------------------------------ fork safety
 // A child of fork() inherits every Client of its parent. The child must not
@@ -279,12 +295,14 @@ Status ClientCore::Connect(const std::string& path,
   // The send timeout also bounds connect(), which on a unix socket waits
   // while the listener's queue is full (a frozen or swamped monitor); the
   // receive timeout bounds the wait for the Welcome.
-  const timeval tv{kConnectTimeoutSeconds, 0};
-  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  // A signal interrupts either wait (EINTR) and the call is made again
+  // with the time left, so that signals cannot stretch a step past its 5 s.
+  int64_t deadline = os::MonotonicNanos() + kConnectTimeoutSeconds * 1000000000;
   int rc;
   do {  // a unix socket whose connect() was interrupted is still unconnected
-    rc = connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+    rc = ArmTimeout(fd, SO_SNDTIMEO, deadline)
+             ? connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr))
+             : -1;
   } while (rc != 0 && errno == EINTR);
   if (rc != 0) {
     const int err = errno;
@@ -334,10 +352,14 @@ Status ClientCore::Connect(const std::string& path,
   msg.msg_controllen = sizeof(cbuf);
   // A socket with a receive timeout is not restarted after a signal
   // handler, nor after io_uring task work (a Monitor in this process): the
-  // call fails with EINTR before anything arrives. Ask again.
+  // call fails with EINTR before anything arrives. Ask again, for the time
+  // left.
+  deadline = os::MonotonicNanos() + kConnectTimeoutSeconds * 1000000000;
   ssize_t n;
   do {
-    n = recvmsg(fd, &msg, MSG_WAITALL | MSG_CMSG_CLOEXEC);
+    n = ArmTimeout(fd, SO_RCVTIMEO, deadline)
+            ? recvmsg(fd, &msg, MSG_WAITALL | MSG_CMSG_CLOEXEC)
+            : -1;
   } while (n < 0 && errno == EINTR);
   const int recv_err = n < 0 ? errno : 0;
   int region_fd = -1;

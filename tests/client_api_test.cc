@@ -1440,54 +1440,93 @@ TEST(ConnectTest, SocketThatNeverAnswersIsNotConnected) {
 
 // (ConnectThreadsTest: the tests whose answering end is a thread of this
 // process, so that TSan runs them.)
-// A listener whose queue of new connections is full (a stopped or swamped
-// monitor) makes connect() itself wait; Connect gives up after its 5 s. On
-// the old code the Connect never returned: closing the listener at the end
-// frees it so that the test fails instead of hanging.
-TEST(ConnectThreadsTest, ListenerWithAFullQueueIsNotConnected) {
-  const std::string path = UniqueSocketPath("full");
-  const int fd = BindUnixSocket(path, 0);  // never accepts
-  ASSERT_GE(fd, 0);
-  // Fill the queue: nonblocking connects until one would wait.
+// A listener at `path` that never accepts, with its queue of new
+// connections full when `full_queue` (then connect() itself waits, as
+// behind a stopped or swamped monitor; else the wait is for the answer).
+// Returns the listening socket; `queued` gets the connections that fill it.
+int MuteListener(const std::string& path, bool full_queue, std::vector<int>* queued) {
+  const int fd = BindUnixSocket(path, full_queue ? 0 : 4);
+  if (fd < 0 || !full_queue) return fd;
   sockaddr_un addr{};
   addr.sun_family = AF_UNIX;
   std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
-  std::vector<int> queued;
-  for (int i = 0; i < 16; ++i) {
+  for (int i = 0; i < 16; ++i) {  // nonblocking connects until one would wait
     const int q = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    ASSERT_GE(q, 0);
+    if (q < 0) break;
     if (connect(q, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
-      ASSERT_EQ(errno, EAGAIN) << std::strerror(errno);
       close(q);
+      if (errno == EAGAIN && !queued->empty()) return fd;
       break;
     }
-    queued.push_back(q);
+    queued->push_back(q);
   }
-  ASSERT_FALSE(queued.empty());
-  ASSERT_LT(queued.size(), 16u) << "the listener's queue never filled";
+  close(fd);  // the queue never filled
+  return -1;
+}
 
+struct TimedConnect {
+  bool returned = false;  // within 30 s
+  Status status;
+  std::chrono::steady_clock::duration took{};
+};
+
+// Client::Connect(path) on a thread of its own, interrupted by SIGUSR1 (a
+// handler without SA_RESTART) every 100 µs when `pester`. Waits up to 30 s;
+// a Connect still waiting then is freed by closing `listener` (it fails).
+TimedConnect ConnectOnAThread(const std::string& path, int listener, bool pester) {
+  struct sigaction sa {};
+  sa.sa_handler = [](int) {};
+  sa.sa_flags = 0;
+  struct sigaction old {};
+  sigaction(SIGUSR1, &sa, &old);
+  TimedConnect r;
   std::atomic<bool> done{false};
-  Status s;
   const auto start = std::chrono::steady_clock::now();
   std::thread t([&] {
     std::unique_ptr<Client> c;
-    s = Client::Connect(path, &c);
+    r.status = Client::Connect(path, &c);
     done.store(true);
   });
   while (!done.load() && std::chrono::steady_clock::now() - start < std::chrono::seconds(30)) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    if (pester) pthread_kill(t.native_handle(), SIGUSR1);
+    std::this_thread::sleep_for(std::chrono::microseconds(pester ? 100 : 10000));
   }
-  const bool returned = done.load();
-  const auto waited = std::chrono::steady_clock::now() - start;
-  close(fd);  // wakes a Connect still waiting (it then fails)
+  r.returned = done.load();
+  r.took = std::chrono::steady_clock::now() - start;
+  close(listener);  // wakes a Connect still waiting
   t.join();
-  for (int q : queued) close(q);
-  unlink(path.c_str());
-  ASSERT_TRUE(returned) << "Connect was still waiting for the full listener after 30 s";
-  EXPECT_EQ(s.code(), StatusCode::kNotConnected) << s.ToString();
-  EXPECT_NE(s.message().find(path), std::string::npos) << s.ToString();
-  EXPECT_NE(s.message().find("accepted no connection"), std::string::npos) << s.ToString();
-  EXPECT_GE(waited, std::chrono::milliseconds(4900));
+  sigaction(SIGUSR1, &old, nullptr);
+  return r;
+}
+
+// Behind a full queue connect() itself waits; Connect gives up after its
+// 5 s (on the old code it never returned: the test then fails, not hangs).
+// Signals do not stretch either of Connect's waits: each interrupted call
+// is made again for the time left, not for another 5 s.
+TEST(ConnectThreadsTest, StoppedMonitorIsNotConnectedAfterFiveSeconds) {
+  for (const bool full_queue : {true, false}) {
+    for (const bool pester : {false, true}) {
+      if (!full_queue && !pester) continue;  // SocketThatNeverAnswersIsNotConnected
+      SCOPED_TRACE(std::string(full_queue ? "full queue" : "never answers") +
+                   (pester ? ", signals every 100 us" : ""));
+      const std::string path = UniqueSocketPath("stopped");
+      std::vector<int> queued;
+      const int fd = MuteListener(path, full_queue, &queued);
+      ASSERT_GE(fd, 0);
+      const TimedConnect r = ConnectOnAThread(path, fd, pester);
+      for (int q : queued) close(q);
+      unlink(path.c_str());
+      ASSERT_TRUE(r.returned) << "Connect was still waiting after 30 s";
+      EXPECT_EQ(r.status.code(), StatusCode::kNotConnected) << r.status.ToString();
+      EXPECT_NE(r.status.message().find(path), std::string::npos) << r.status.ToString();
+      if (full_queue) {
+        EXPECT_NE(r.status.message().find("accepted no connection"), std::string::npos)
+            << r.status.ToString();
+      }
+      EXPECT_GE(r.took, std::chrono::milliseconds(4900));
+      EXPECT_LT(r.took, std::chrono::seconds(15));
+    }
+  }
 }
 
 TEST(ConnectThreadsTest, SocketThatAnswersGarbageIsNotConnected) {
