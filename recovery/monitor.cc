@@ -247,14 +247,18 @@ uint64_t ProcessStartTime(pid_t pid) {
 // its io_uring down asynchronously, and the pending accept holds the
 // listening socket open until then. So the listener (SO_PEERCRED of a
 // connected socket names the process that called listen()) must also live.
+// The probe does not wait: a listener whose queue of new connections is
+// full (a stopped or swamped glintd) answers EAGAIN at once, and a queue
+// fills only behind a listener that is there, so that counts as live.
 bool SocketServedByLiveProcess(const std::string& path) {
-  const int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  const int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
   if (probe < 0) return false;
   sockaddr_un addr{};
   addr.sun_family = AF_UNIX;
   std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
-  bool live = connect(probe, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0;
-  if (live) {
+  const bool connected = connect(probe, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0;
+  bool live = connected || errno == EAGAIN;
+  if (connected) {
     ucred cred{};
     socklen_t len = sizeof(cred);
     if (getsockopt(probe, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0 && cred.pid > 0) {

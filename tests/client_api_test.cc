@@ -1628,6 +1628,34 @@ TEST(MonitorTest, StartOnServedPathIsAlreadyExists) {
   EXPECT_EQ(m1->socket_path(), o.socket_path);
 }
 
+// A stopped glintd whose queue of new connections is full still serves its
+// path: a second Start refuses it at once (its probe used to wait forever).
+TEST(MonitorThreadsTest, StartOnAPathWhoseListenerIsStoppedIsAlreadyExists) {
+  StoreOptions o = SmallStoreOptions(1 << 20);
+  std::vector<int> queued;
+  const int fd = MuteListener(o.socket_path, /*full_queue=*/true, &queued);
+  ASSERT_GE(fd, 0);
+  std::atomic<bool> done{false};
+  Status s;
+  std::thread t([&] {
+    std::unique_ptr<Monitor> m;
+    s = Monitor::Start(o, &m);
+    done.store(true);
+  });
+  const auto start = std::chrono::steady_clock::now();
+  while (!done.load() && std::chrono::steady_clock::now() - start < std::chrono::seconds(30)) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  const bool returned = done.load();
+  close(fd);  // frees a Start still waiting
+  t.join();
+  for (int q : queued) close(q);
+  unlink(o.socket_path.c_str());
+  ASSERT_TRUE(returned) << "Start was still probing the stopped listener after 30 s";
+  EXPECT_EQ(s.code(), StatusCode::kAlreadyExists) << s.ToString();
+  EXPECT_NE(s.message().find(o.socket_path), std::string::npos) << s.ToString();
+}
+
 TEST(MonitorTest, BadOptionsAreInvalid) {
   std::unique_ptr<Monitor> m;
   StoreOptions o = SmallStoreOptions(1 << 20);

@@ -91,7 +91,8 @@ class Monitor {
   // Errors: kInvalidArgument (an option out of the range StoreOptions
   // gives; shm_dir, or the directory of socket_path, missing or not a
   // directory: the message names the option), kAlreadyExists (a live store
-  // already serves socket_path; a file that is not a socket sits there,
+  // already serves socket_path, even a stopped one whose queue of new
+  // connections is full; a file that is not a socket sits there,
   // which Start never replaces; or another monitor created the region file
   // while this one started), kOutOfMemory (the shm directory cannot hold
   // the region), kIncompatible or kCorrupt (the region file exists and
