@@ -119,7 +119,9 @@ class MonitorImpl {
   void OnClientReadable(Conn* c);
   void Leave(Conn* c, const char* why);
   void Recover(Conn* c);
-  void Reply(int fd, StatusCode code, const std::string& msg, uint32_t slot,
+  // Sends the Welcome; false when it did not go out whole (the client hung
+  // up: it never gets what the Welcome carries).
+  bool Reply(int fd, StatusCode code, const std::string& msg, uint32_t slot,
              uint64_t serial, bool send_fd);
 
   // Ring submissions. Sqe() never returns null: it submits when the
@@ -705,7 +707,7 @@ Status MonitorImpl::CreateSocket() {
   return Status::OK();
 }
 
-void MonitorImpl::Reply(int fd, StatusCode code, const std::string& msg,
+bool MonitorImpl::Reply(int fd, StatusCode code, const std::string& msg,
                         uint32_t slot, uint64_t serial, bool send_fd) {
   core::Welcome w{};
   w.magic = core::kHelloMagic;
@@ -732,7 +734,7 @@ void MonitorImpl::Reply(int fd, StatusCode code, const std::string& msg,
   }
   // MSG_NOSIGNAL: a client that vanished mid-handshake costs us an EPIPE,
   // never a SIGPIPE.
-  (void)sendmsg(fd, &m, MSG_NOSIGNAL | MSG_DONTWAIT);
+  return sendmsg(fd, &m, MSG_NOSIGNAL | MSG_DONTWAIT) == static_cast<ssize_t>(sizeof(w));
 }
 
 void MonitorImpl::OnHello(Conn* c) {
@@ -804,7 +806,13 @@ void MonitorImpl::OnHello(Conn* c) {
     c->pid = cred.pid;
     c->pidfd = pidfd;
     clients_.fetch_add(1);
-    Reply(c->fd, StatusCode::kOk, "", i, serial, true);
+    if (!Reply(c->fd, StatusCode::kOk, "", i, serial, true)) {
+      // It hung up before our answer (a Connect that timed out while this
+      // monitor was stopped or busy): it never got the region, so its slot
+      // comes back now, not when its process exits.
+      Leave(c, ", hung up before the monitor answered");
+      return;
+    }
     Log("client " + std::to_string(i) + " connected (pid " +
         std::to_string(cred.pid) + ", serial " + std::to_string(serial) + ")");
     ArmPidfd(c);

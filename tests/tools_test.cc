@@ -22,6 +22,7 @@
 #include <thread>
 
 #include "alloc/heap.h"
+#include "core/protocol.h"
 #include "core/region.h"
 #include "glint/glint.h"
 #include "gtest/gtest.h"
@@ -147,6 +148,7 @@ class Glintd {
                        std::istreambuf_iterator<char>());
   }
   const std::string& socket() const { return socket_; }
+  pid_t pid() const { return pid_; }
   int exit_status() const { return exit_status_; }
 
  private:
@@ -322,6 +324,36 @@ TEST(Glintd, NeverDiesOfAClientThatVanishesMidHandshake) {
   }
   std::unique_ptr<glint::Client> c;
   glint::Status s = glint::Client::Connect(d.socket(), &c);
+  EXPECT_TRUE(s.ok()) << s.ToString() << "\n" << d.Log();
+}
+
+// A client whose Connect gave up while glintd was stopped (SIGSTOP) left
+// its Hello in the socket and hung up. When glintd resumes, it must not
+// give that connection a slot: the slot would stay taken until the client
+// process exits, and with one slot every later Connect failed.
+TEST(Glintd, AClientThatHungUpBeforeTheAnswerGetsNoSlot) {
+  Glintd d("--capacity 4MiB --max-clients 1");
+  ASSERT_TRUE(d.WaitServing()) << d.Log();
+  ASSERT_EQ(kill(d.pid(), SIGSTOP), 0);
+  const int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(fd, 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::strcpy(addr.sun_path, d.socket().c_str());
+  ASSERT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  const glint::core::Hello hello{glint::core::kHelloMagic, glint::core::kProtocolVersion,
+                                 glint::core::kLayoutVersion, 0};
+  ASSERT_EQ(write(fd, &hello, sizeof(hello)), static_cast<ssize_t>(sizeof(hello)));
+  close(fd);  // as a Connect that timed out does
+  ASSERT_EQ(kill(d.pid(), SIGCONT), 0);
+  EXPECT_TRUE(d.WaitLog("hung up before the monitor answered")) << d.Log();
+  std::unique_ptr<glint::Client> c;
+  glint::Status s;
+  for (int i = 0; i < 200; ++i) {
+    s = glint::Client::Connect(d.socket(), &c);
+    if (s.ok()) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
   EXPECT_TRUE(s.ok()) << s.ToString() << "\n" << d.Log();
 }
 
