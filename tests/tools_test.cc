@@ -416,6 +416,37 @@ TEST(GlintTool, PutLsStatGetRmEndToEnd) {
   unlink(out.c_str());
 }
 
+// put reads a pipe or a device as well as a file; a directory, a missing
+// file and input beyond the store's capacity are refused with a message
+// (a directory once made it abort on an uncaught exception), and nothing
+// is left in the store.
+TEST(GlintTool, PutReadsPipesAndRefusesWhatItCannotStore) {
+  Glintd d("--capacity 4MiB");
+  ASSERT_TRUE(d.WaitServing()) << d.Log();
+  const std::string tool = GLINT_TOOL_PATH;
+  const std::string put = tool + " put " + d.socket() + " ";
+  const std::string id = "0123456789abcdef0123456789abcdef";
+  std::string text;
+  EXPECT_EQ(Shell(put + id + " /tmp", &text), 1);
+  EXPECT_NE(text.find("/tmp is a directory"), std::string::npos) << text;
+  EXPECT_EQ(Shell(put + id + " /nonexistent/payload", &text), 1);
+  EXPECT_NE(text.find("cannot read /nonexistent/payload"), std::string::npos) << text;
+  EXPECT_EQ(Shell(put + id + " /dev/zero", &text), 1);
+  EXPECT_NE(text.find("more than the store's capacity"), std::string::npos) << text;
+  ASSERT_EQ(Shell(tool + " stat " + d.socket() + " --json", &text), 0) << text;
+  EXPECT_NE(text.find("\"bytes_in_use\":0"), std::string::npos) << text;
+  EXPECT_NE(text.find("\"objects_sealed\":0"), std::string::npos) << text;
+  EXPECT_NE(text.find("\"objects_building\":0"), std::string::npos) << text;
+
+  ASSERT_EQ(Shell("printf 'from a pipe' | " + put + id + " /dev/stdin", &text), 0) << text;
+  ASSERT_EQ(Shell(tool + " get " + d.socket() + " " + id, &text), 0) << text;
+  EXPECT_EQ(text, "from a pipe");
+  ASSERT_EQ(Shell(tool + " rm " + d.socket() + " " + id, &text), 0) << text;
+  ASSERT_EQ(Shell(put + id + " /dev/null", &text), 0) << text;  // empty
+  ASSERT_EQ(Shell(tool + " ls " + d.socket() + " --json", &text), 0) << text;
+  EXPECT_NE(text.find("\"size\":0"), std::string::npos) << text;
+}
+
 // The region file of a running store, mapped read-only to find fields;
 // changed only with pwrite, as a stray writer would.
 class RegionFile {

@@ -10,10 +10,12 @@
 // Exit status: 0 on success, 1 when the store answers an error (check: when
 // the store is not sound), 2 on a usage error.
 
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
@@ -69,6 +71,54 @@ bool ParseId(const std::string& text, glint::ObjectId* id) {
   return false;
 }
 
+struct FdCloser {
+  int fd;
+  ~FdCloser() { close(fd); }
+};
+
+// Reads exactly `n` bytes of `fd` into `dst`, then expects its end. False
+// with errno set when a read fails, with errno 0 when the file holds fewer
+// or more bytes than `n` (it changed while we read it).
+bool ReadExactly(int fd, uint8_t* dst, int64_t n) {
+  int64_t done = 0;
+  while (done < n) {
+    const ssize_t r = read(fd, dst + done, static_cast<size_t>(std::min<int64_t>(n - done, 1 << 30)));
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) {
+      if (r == 0) errno = 0;
+      return false;
+    }
+    done += r;
+  }
+  char extra;
+  ssize_t r;
+  do {
+    r = read(fd, &extra, 1);
+  } while (r < 0 && errno == EINTR);
+  if (r != 0) {
+    if (r > 0) errno = 0;
+    return false;
+  }
+  return true;
+}
+
+// Reads `fd` to its end into `out`. False with errno set when a read fails,
+// or EFBIG when it holds more than `limit` bytes.
+bool ReadAll(int fd, int64_t limit, std::string* out) {
+  char buf[1 << 16];
+  for (;;) {
+    const ssize_t r = read(fd, buf, sizeof(buf));
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) return false;
+    if (r == 0) return true;
+    if (static_cast<int64_t>(out->size()) + r > limit) {
+      errno = EFBIG;
+      return false;
+    }
+    out->append(buf, static_cast<size_t>(r));
+  }
+}
+
 int CmdPut(const std::string& socket, const std::string& id_text,
            const std::string& file, const std::string& name,
            const std::vector<std::string>& meta) {
@@ -83,18 +133,53 @@ int CmdPut(const std::string& socket, const std::string& id_text,
     }
     md[kv.substr(0, eq)] = kv.substr(eq + 1);
   }
-  std::ifstream in(file, std::ios::binary);
-  if (!in) {
+  // A regular file is read straight into the object; anything else a
+  // program can read from (a pipe, /dev/stdin, a device) is read to its end
+  // first, up to the store's capacity. A directory is refused.
+  const int fd = open(file.c_str(), O_RDONLY | O_CLOEXEC);
+  struct stat st;
+  if (fd < 0 || fstat(fd, &st) != 0) {
     fprintf(stderr, "glint: cannot read %s: %s\n", file.c_str(), strerror(errno));
+    if (fd >= 0) close(fd);
     return 1;
   }
-  std::string data((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  FdCloser closer{fd};
+  if (S_ISDIR(st.st_mode)) {
+    fprintf(stderr, "glint: %s is a directory, not a file\n", file.c_str());
+    return 1;
+  }
   std::unique_ptr<glint::Client> c;
   if (int r = Connect(socket, &c)) return r;
+  std::string streamed;
+  int64_t size = st.st_size;
+  if (!S_ISREG(st.st_mode)) {
+    glint::StoreStats stats;
+    glint::Status s = c->Stats(&stats);
+    if (!s.ok()) return Fail("stats", s);
+    if (!ReadAll(fd, stats.capacity, &streamed)) {
+      if (errno == EFBIG) {
+        fprintf(stderr, "glint: %s holds more than the store's capacity (%lld bytes)\n",
+                file.c_str(), static_cast<long long>(stats.capacity));
+      } else {
+        fprintf(stderr, "glint: cannot read %s: %s\n", file.c_str(), strerror(errno));
+      }
+      return 1;
+    }
+    size = static_cast<int64_t>(streamed.size());
+  }
   glint::MutableBuffer mb;
-  glint::Status s = c->BuildObject(id, static_cast<int64_t>(data.size()), &mb, name, md);
+  glint::Status s = c->BuildObject(id, size, &mb, name, md);
   if (!s.ok()) return Fail("put " + id.hex(), s);
-  if (!data.empty()) memcpy(mb.mutable_data(), data.data(), data.size());
+  if (S_ISREG(st.st_mode)) {
+    if (!ReadExactly(fd, mb.mutable_data(), size)) {
+      // Destroying mb aborts the object: nothing half-written is sealed.
+      fprintf(stderr, "glint: cannot read %s: %s\n", file.c_str(),
+              errno == 0 ? "it changed size while being read" : strerror(errno));
+      return 1;
+    }
+  } else if (size > 0) {
+    memcpy(mb.mutable_data(), streamed.data(), streamed.size());
+  }
   s = mb.Seal();
   if (!s.ok()) return Fail("seal " + id.hex(), s);
   printf("%s\n", id.hex().c_str());
@@ -165,7 +250,7 @@ int main(int argc, char** argv) {
   auto* put = app.add_subcommand("put", "store a file's bytes as a sealed object");
   put->add_option("SOCKET", socket, "the store's socket")->required();
   put->add_option("ID", id, "object id, 32 hex digits")->required();
-  put->add_option("FILE", file, "the payload")->required();
+  put->add_option("FILE", file, "the payload: a file, or anything readable (/dev/stdin, a pipe)")->required();
   put->add_option("--name", name, "a unique name for the object");
   put->add_option("--meta", meta, "metadata key=value (repeatable)");
 
