@@ -20,6 +20,7 @@
 #include <sstream>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "alloc/heap.h"
 #include "core/protocol.h"
@@ -636,6 +637,57 @@ TEST(GlintTool, DemoMovesEveryByteAndExitsZero) {
   ASSERT_EQ(Shell(std::string(GLINT_TOOL_PATH) + " demo", &text), 0) << text;
   EXPECT_NE(text.find("hand-off"), std::string::npos) << text;
   EXPECT_NE(text.find("arrived intact"), std::string::npos) << text;
+}
+
+// The children of process `pid`, oldest first (/proc/PID/task/PID/children).
+std::vector<pid_t> ChildrenOf(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/task/" + std::to_string(pid) +
+                   "/children");
+  std::vector<pid_t> kids;
+  for (pid_t k; in >> k;) kids.push_back(k);
+  return kids;
+}
+
+// A consumer that dies mid-demo (SIGKILL) must not leave the producer
+// waiting for it forever: the demo stops the producer, says which process
+// died and exits 1.
+TEST(GlintTool, DemoFailsWhenAChildDies) {
+  const std::string out = TempPath("demo-out");
+  const pid_t demo = fork();
+  if (demo == 0) {
+    const int fd = open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    dup2(fd, 1);
+    dup2(fd, 2);
+    execl(GLINT_TOOL_PATH, GLINT_TOOL_PATH, "demo", nullptr);
+    _exit(127);
+  }
+  ASSERT_GT(demo, 0);
+  // The consumer is forked first; kill it once both children run.
+  std::vector<pid_t> kids;
+  for (int i = 0; i < 1000 && kids.size() < 2; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    kids = ChildrenOf(demo);
+  }
+  ASSERT_EQ(kids.size(), 2u) << "the demo did not start its two children";
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  ASSERT_EQ(kill(kids[0], SIGKILL), 0);
+  int st = 0;
+  pid_t w = 0;
+  for (int i = 0; i < 3000 && w == 0; ++i) {  // up to 30 s
+    w = waitpid(demo, &st, WNOHANG);
+    if (w == 0) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  if (w == 0) {
+    for (pid_t k : ChildrenOf(demo)) kill(k, SIGKILL);
+    kill(demo, SIGKILL);
+    waitpid(demo, &st, 0);
+  }
+  std::ifstream in(out);
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  unlink(out.c_str());
+  ASSERT_NE(w, 0) << "the demo still ran 30 s after its consumer died:\n" << text;
+  EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 1) << st << "\n" << text;
+  EXPECT_NE(text.find("FAILED: the consumer was killed by signal 9"), std::string::npos) << text;
 }
 
 }  // namespace

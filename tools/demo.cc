@@ -9,6 +9,7 @@
 #include "tools/demo.h"
 
 #include <sched.h>
+#include <signal.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -16,8 +17,10 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <string>
 #include <vector>
 
 #include "glint/glint.h"
@@ -181,7 +184,7 @@ Pct Percentiles(const int64_t* v, uint32_t n) {
 
 pid_t Spawn(int (*fn)(const std::string&, Shared*), const std::string& socket,
             Shared* sh) {
-  const pid_t p = fork();
+  const pid_t p = fork();  // -1: no child
   if (p == 0) _exit(fn(socket, sh));
   return p;
 }
@@ -211,16 +214,45 @@ int RunDemo() {
   }
   Shared* sh = new (mem) Shared();
   const pid_t consumer = Spawn(Consumer, socket, sh);
+  if (consumer < 0) {
+    perror("glint demo: fork");
+    return 1;
+  }
   const pid_t producer = Spawn(Producer, socket, sh);
+  if (producer < 0) {
+    perror("glint demo: fork");
+    kill(consumer, SIGKILL);
+    waitpid(consumer, nullptr, 0);
+    return 1;
+  }
+  // Whichever ends first: if it failed (or died), the other is waiting for
+  // it (the producer for the consumer's progress, the consumer for the next
+  // object) and is stopped too.
   int st_p = 0, st_c = 0;
-  waitpid(producer, &st_p, 0);
-  if (sh->failures.load() != 0) kill(consumer, SIGKILL);
-  waitpid(consumer, &st_c, 0);
-  const bool ok = sh->failures.load() == 0 && WIFEXITED(st_p) &&
-                  WEXITSTATUS(st_p) == 0 && WIFEXITED(st_c) && WEXITSTATUS(st_c) == 0;
-  if (!ok) {
+  std::string died;
+  for (int left = 2; left > 0;) {
+    int st = 0;
+    const pid_t w = waitpid(-1, &st, 0);
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      perror("glint demo: waitpid");
+      return 1;
+    }
+    if (w != producer && w != consumer) continue;
+    --left;
+    const char* who = w == producer ? "the producer" : "the consumer";
+    (w == producer ? st_p : st_c) = st;
+    if (WIFEXITED(st) && WEXITSTATUS(st) == 0) continue;
+    if (died.empty()) {
+      died = std::string(who) +
+             (WIFSIGNALED(st) ? " was killed by signal " + std::to_string(WTERMSIG(st))
+                              : " failed");
+    }
+    if (left > 0) kill(w == producer ? consumer : producer, SIGKILL);
+  }
+  if (sh->failures.load() != 0 || !died.empty()) {
     fprintf(stderr, "glint demo: FAILED: %s\n",
-            sh->failures.load() ? sh->error : "a child process died");
+            sh->failures.load() != 0 ? sh->error : died.c_str());
     return 1;
   }
 
