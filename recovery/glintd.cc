@@ -7,27 +7,105 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <cerrno>
 #include <cstdio>
 #include <ctime>
+#include <chrono>
+#include <condition_variable>
+#include <deque>
 #include <mutex>
+#include <string>
+#include <thread>
 
 #include "glint/glint.h"
 #include "tools/cli_util.h"
 
 namespace {
 
-std::mutex g_log_mu;
+// The log: lines go to stderr from a thread of their own, so that a stderr
+// nobody drains (`glintd 2>&1 | less` left alone, a stalled collector)
+// never stops the monitor's thread, which logs as it serves. Log() never
+// waits for the write: past kMaxQueued lines waiting it drops the line and
+// counts it, and the writer reports the count when it can.
+class Logger {
+ public:
+  static constexpr size_t kMaxQueued = 4096;
 
-void LogLine(const std::string& line) {
-  std::lock_guard<std::mutex> l(g_log_mu);
-  char when[32];
-  const time_t now = time(nullptr);
-  struct tm tm;
-  localtime_r(&now, &tm);
-  strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S", &tm);
-  fprintf(stderr, "%s glintd[%d]: %s\n", when, static_cast<int>(getpid()),
-          line.c_str());
-}
+  Logger() : thread_([this] { Run(); }) {}
+
+  void Log(const std::string& line) {
+    char when[32];
+    const time_t now = time(nullptr);
+    struct tm tm;
+    localtime_r(&now, &tm);
+    strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S", &tm);
+    std::string text = std::string(when) + " glintd[" + std::to_string(getpid()) +
+                       "]: " + line + "\n";
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      if (queue_.size() >= kMaxQueued) {
+        ++dropped_;
+        return;
+      }
+      queue_.push_back(std::move(text));
+    }
+    cv_.notify_one();
+  }
+
+  // Waits until every queued line is written, for at most `limit`: a stuck
+  // stderr does not keep glintd from exiting. The writer thread is left to
+  // the process's exit.
+  void Flush(std::chrono::milliseconds limit) {
+    std::unique_lock<std::mutex> l(mu_);
+    idle_cv_.wait_for(l, limit, [this] { return queue_.empty() && !writing_; });
+    thread_.detach();
+  }
+
+ private:
+  void Run() {
+    std::unique_lock<std::mutex> l(mu_);
+    for (;;) {
+      cv_.wait(l, [this] { return !queue_.empty() || dropped_ != 0; });
+      std::deque<std::string> batch;
+      batch.swap(queue_);
+      const uint64_t dropped = dropped_;
+      dropped_ = 0;
+      writing_ = true;
+      l.unlock();
+      if (dropped != 0) {
+        WriteAll("glintd: (" + std::to_string(dropped) +
+                 " log lines dropped: stderr was not being read)\n");
+      }
+      for (const std::string& t : batch) WriteAll(t);
+      l.lock();
+      writing_ = false;
+      if (queue_.empty()) idle_cv_.notify_all();
+    }
+  }
+
+  // write(2), not stdio: a writer stuck here holds no lock that exit()
+  // needs.
+  static void WriteAll(const std::string& t) {
+    size_t done = 0;
+    while (done < t.size()) {
+      const ssize_t w = write(STDERR_FILENO, t.data() + done, t.size() - done);
+      if (w < 0 && errno == EINTR) continue;
+      if (w <= 0) return;  // stderr closed or failing: nothing to do
+      done += static_cast<size_t>(w);
+    }
+  }
+
+  std::mutex mu_;
+  std::condition_variable cv_, idle_cv_;
+  std::deque<std::string> queue_;
+  uint64_t dropped_ = 0;
+  bool writing_ = false;
+  std::thread thread_;
+};
+
+Logger* g_logger = nullptr;
+
+void LogLine(const std::string& line) { g_logger->Log(line); }
 
 }  // namespace
 
@@ -88,12 +166,14 @@ int main(int argc, char** argv) {
   sigaddset(&stop, SIGTERM);
   sigaddset(&stop, SIGINT);
   pthread_sigmask(SIG_BLOCK, &stop, nullptr);
+  // Never destroyed: its thread may still be stuck writing at exit.
+  g_logger = new Logger();
 
   std::unique_ptr<glint::Monitor> monitor;
   glint::Status s = glint::Monitor::Start(opt, &monitor);
   if (!s.ok()) {
-    fprintf(stderr, "glintd: cannot start a store on %s: %s\n",
-            opt.socket_path.c_str(), s.ToString().c_str());
+    LogLine("cannot start a store on " + opt.socket_path + ": " + s.ToString());
+    g_logger->Flush(std::chrono::seconds(2));
     return 1;
   }
   LogLine("serving " + monitor->socket_path() + " region " +
@@ -106,5 +186,6 @@ int main(int argc, char** argv) {
   LogLine(std::string("stopping on ") + (sig == SIGINT ? "SIGINT" : "SIGTERM"));
   monitor.reset();
   LogLine("stopped; socket removed and region unlinked");
+  g_logger->Flush(std::chrono::seconds(2));
   return 0;
 }

@@ -358,6 +358,63 @@ TEST(Glintd, AClientThatHungUpBeforeTheAnswerGetsNoSlot) {
   EXPECT_TRUE(s.ok()) << s.ToString() << "\n" << d.Log();
 }
 
+// glintd's stderr is a pipe nobody reads (`glintd 2>&1 | less` left
+// alone). Once the pipe is full, logging must not stop the monitor: every
+// client still connects (each connect and leave logs a line), and SIGTERM
+// still stops glintd, which removes its socket.
+TEST(Glintd, AStderrNobodyReadsStopsNothing) {
+  const std::string socket = TempPath("sock");
+  int p[2];
+  ASSERT_EQ(pipe(p), 0);
+  const pid_t pid = fork();
+  if (pid == 0) {
+    dup2(p[1], 2);
+    close(p[0]);
+    close(p[1]);
+    execl(GLINTD_PATH, GLINTD_PATH, "--socket", socket.c_str(), "--capacity", "4MiB",
+          "--max-objects", "1024", nullptr);
+    _exit(127);
+  }
+  ASSERT_GT(pid, 0);
+  close(p[1]);
+  std::unique_ptr<glint::Client> c;
+  glint::Status s;
+  for (int i = 0; i < 500; ++i) {
+    s = glint::Client::Connect(socket, &c);
+    if (s.ok()) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  c.reset();
+  // ~90 bytes a line, two lines a client: 1,000 clients write ~180 KB,
+  // far more than the pipe's 64 KiB.
+  int connected = 1;
+  for (; connected < 1000; ++connected) {
+    s = glint::Client::Connect(socket, &c);
+    if (!s.ok()) break;
+    c.reset();
+  }
+  EXPECT_EQ(connected, 1000) << s.ToString();
+  const auto t0 = std::chrono::steady_clock::now();
+  kill(pid, SIGTERM);
+  int st = 0;
+  pid_t w = 0;
+  for (int i = 0; i < 1500 && w == 0; ++i) {  // up to 15 s
+    w = waitpid(pid, &st, WNOHANG);
+    if (w == 0) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  if (w == 0) {
+    kill(pid, SIGKILL);
+    waitpid(pid, &st, 0);
+  }
+  close(p[0]);
+  EXPECT_NE(w, 0) << "glintd did not stop on SIGTERM within 15 s";
+  EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << st;
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(5));
+  EXPECT_FALSE(Exists(socket));
+  if (w == 0) unlink(socket.c_str());
+}
+
 TEST(Glintd, RegionOfAnotherLayoutVersionIsIncompatible) {
   Glintd d("--capacity 4MiB");
   ASSERT_TRUE(d.WaitServing()) << d.Log();
