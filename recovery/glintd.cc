@@ -141,7 +141,8 @@ int main(int argc, char** argv) {
                "mounted huge=advise); the log says whether it got them");
   app.add_flag("--no-prefault", no_prefault,
                "do not allocate the region's pages at start (for stores larger "
-               "than the machine should commit at once)");
+               "than the machine should commit at once; a process that then "
+               "touches a page when --shm-dir is full gets SIGBUS)");
   CLI11_PARSE(app, argc, argv);
 
   if (!glint::tools::ParseSize(capacity, &opt.capacity) || opt.capacity <= 0) {

@@ -246,7 +246,9 @@ class Client {
   // builder died, while we waited: also when the build began after the wait
   // did; see docs/ARCHITECTURE.md for the rare case of more than six aborts
   // in one wait bucket at once, where the getter keeps waiting instead),
-  // kNotConnected.
+  // kNotConnected. (A builder's death is noticed by the monitor: while no
+  // monitor runs, a getter of what a dead builder left keeps waiting until
+  // its timeout, or until a monitor is started on the store again.)
   Status GetObject(const ObjectId& id, Buffer* buffer,
                    int64_t timeout_ms = -1);
   // As GetObject, by name.

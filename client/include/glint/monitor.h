@@ -53,7 +53,10 @@ struct StoreOptions {
   bool hugepages = false;
   // Allocate every page of the region at creation (clients map it with
   // MAP_POPULATE). Off only for stores larger than the machine should
-  // commit at once: then no one allocates a page before touching it.
+  // commit at once: then no one allocates a page before touching it, and a
+  // process that touches a page when shm_dir's file system is full gets
+  // SIGBUS (as with any shared-memory file); with prefault, Start answers
+  // kOutOfMemory instead and nothing is served.
   bool prefault = true;
   // Region file directory; must exist.
   std::string shm_dir = "/dev/shm";
