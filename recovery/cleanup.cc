@@ -584,11 +584,14 @@ bool Recovery::Run() {
 bool RecoverClient(core::Store* store, uint32_t slot) {
   if (slot >= store->region().header()->max_clients) return true;
   // A deferral waits for a live client to finish a step of a few
-  // instructions (or for the monitor to notice another death): retry for a
-  // short while before handing the decision back to the caller.
-  for (int attempt = 0; attempt < 50; ++attempt) {
+  // instructions (or for the monitor to notice another death): retry for
+  // about a millisecond, then hand the decision back to the caller. The
+  // monitor retries from its ring 2 ms later, serving everyone else in
+  // between; a longer wait here (it was up to 80 ms) would stall its loop
+  // for as long, once per deferred client, while a client stays frozen.
+  for (int attempt = 0; attempt < 10; ++attempt) {
     if (Recovery(store, slot).Run()) return true;
-    usleep(attempt < 10 ? 100 : 2000);
+    usleep(100);
   }
   return false;
 }
