@@ -474,10 +474,10 @@ TEST(GlintTool, PutLsStatGetRmEndToEnd) {
   unlink(out.c_str());
 }
 
-// put reads a pipe or a device as well as a file; a directory, a missing
-// file and input beyond the store's capacity are refused with a message
-// (a directory once made it abort on an uncaught exception), and nothing
-// is left in the store.
+// put reads a pipe, a device or a /proc file as well as a file; a
+// directory, a missing file and input beyond what the store can take are
+// refused with a message (a directory and /dev/zero once made it abort),
+// and nothing is left in the store.
 TEST(GlintTool, PutReadsPipesAndRefusesWhatItCannotStore) {
   Glintd d("--capacity 4MiB");
   ASSERT_TRUE(d.WaitServing()) << d.Log();
@@ -490,7 +490,8 @@ TEST(GlintTool, PutReadsPipesAndRefusesWhatItCannotStore) {
   EXPECT_EQ(Shell(put + id + " /nonexistent/payload", &text), 1);
   EXPECT_NE(text.find("cannot read /nonexistent/payload"), std::string::npos) << text;
   EXPECT_EQ(Shell(put + id + " /dev/zero", &text), 1);
-  EXPECT_NE(text.find("more than the store's capacity"), std::string::npos) << text;
+  EXPECT_NE(text.find("/dev/zero holds more than the store can take"), std::string::npos)
+      << text;
   ASSERT_EQ(Shell(tool + " stat " + d.socket() + " --json", &text), 0) << text;
   EXPECT_NE(text.find("\"bytes_in_use\":0"), std::string::npos) << text;
   EXPECT_NE(text.find("\"objects_sealed\":0"), std::string::npos) << text;
@@ -503,6 +504,21 @@ TEST(GlintTool, PutReadsPipesAndRefusesWhatItCannotStore) {
   ASSERT_EQ(Shell(put + id + " /dev/null", &text), 0) << text;  // empty
   ASSERT_EQ(Shell(tool + " ls " + d.socket() + " --json", &text), 0) << text;
   EXPECT_NE(text.find("\"size\":0"), std::string::npos) << text;
+  ASSERT_EQ(Shell(tool + " rm " + d.socket() + " " + id, &text), 0) << text;
+
+  // A pipe longer than the first 64 KiB (the object grows, byte for byte),
+  // and a /proc file, which says its size is 0.
+  const std::string in = TempPath("pipe-in"), out = TempPath("pipe-out");
+  ASSERT_EQ(Shell("head -c 300001 /dev/urandom > " + in), 0);
+  ASSERT_EQ(Shell("cat " + in + " | " + put + id + " /dev/stdin", &text), 0) << text;
+  ASSERT_EQ(Shell(tool + " get " + d.socket() + " " + id + " -o " + out, &text), 0) << text;
+  EXPECT_EQ(Shell("cmp " + in + " " + out), 0);
+  ASSERT_EQ(Shell(tool + " rm " + d.socket() + " " + id, &text), 0) << text;
+  ASSERT_EQ(Shell(put + id + " /proc/self/status", &text), 0) << text;
+  ASSERT_EQ(Shell(tool + " get " + d.socket() + " " + id, &text), 0) << text;
+  EXPECT_NE(text.find("VmRSS"), std::string::npos) << text;
+  unlink(in.c_str());
+  unlink(out.c_str());
 }
 
 // The region file of a running store, mapped read-only to find fields;

@@ -76,49 +76,6 @@ struct FdCloser {
   ~FdCloser() { close(fd); }
 };
 
-// Reads exactly `n` bytes of `fd` into `dst`, then expects its end. False
-// with errno set when a read fails, with errno 0 when the file holds fewer
-// or more bytes than `n` (it changed while we read it).
-bool ReadExactly(int fd, uint8_t* dst, int64_t n) {
-  int64_t done = 0;
-  while (done < n) {
-    const ssize_t r = read(fd, dst + done, static_cast<size_t>(std::min<int64_t>(n - done, 1 << 30)));
-    if (r < 0 && errno == EINTR) continue;
-    if (r <= 0) {
-      if (r == 0) errno = 0;
-      return false;
-    }
-    done += r;
-  }
-  char extra;
-  ssize_t r;
-  do {
-    r = read(fd, &extra, 1);
-  } while (r < 0 && errno == EINTR);
-  if (r != 0) {
-    if (r > 0) errno = 0;
-    return false;
-  }
-  return true;
-}
-
-// Reads `fd` to its end into `out`. False with errno set when a read fails,
-// or EFBIG when it holds more than `limit` bytes.
-bool ReadAll(int fd, int64_t limit, std::string* out) {
-  char buf[1 << 16];
-  for (;;) {
-    const ssize_t r = read(fd, buf, sizeof(buf));
-    if (r < 0 && errno == EINTR) continue;
-    if (r < 0) return false;
-    if (r == 0) return true;
-    if (static_cast<int64_t>(out->size()) + r > limit) {
-      errno = EFBIG;
-      return false;
-    }
-    out->append(buf, static_cast<size_t>(r));
-  }
-}
-
 int CmdPut(const std::string& socket, const std::string& id_text,
            const std::string& file, const std::string& name,
            const std::vector<std::string>& meta) {
@@ -133,9 +90,7 @@ int CmdPut(const std::string& socket, const std::string& id_text,
     }
     md[kv.substr(0, eq)] = kv.substr(eq + 1);
   }
-  // A regular file is read straight into the object; anything else a
-  // program can read from (a pipe, /dev/stdin, a device) is read to its end
-  // first, up to the store's capacity. A directory is refused.
+  // A directory is refused; anything else readable is stored.
   const int fd = open(file.c_str(), O_RDONLY | O_CLOEXEC);
   struct stat st;
   if (fd < 0 || fstat(fd, &st) != 0) {
@@ -150,35 +105,46 @@ int CmdPut(const std::string& socket, const std::string& id_text,
   }
   std::unique_ptr<glint::Client> c;
   if (int r = Connect(socket, &c)) return r;
-  std::string streamed;
-  int64_t size = st.st_size;
-  if (!S_ISREG(st.st_mode)) {
-    glint::StoreStats stats;
-    glint::Status s = c->Stats(&stats);
-    if (!s.ok()) return Fail("stats", s);
-    if (!ReadAll(fd, stats.capacity, &streamed)) {
-      if (errno == EFBIG) {
-        fprintf(stderr, "glint: %s holds more than the store's capacity (%lld bytes)\n",
-                file.c_str(), static_cast<long long>(stats.capacity));
-      } else {
-        fprintf(stderr, "glint: cannot read %s: %s\n", file.c_str(), strerror(errno));
-      }
-      return 1;
-    }
-    size = static_cast<int64_t>(streamed.size());
-  }
+  // Read straight into the object, sized as the file says it is. Anything
+  // that turns out longer (a pipe, a device, /proc files, which say 0, a
+  // file that grew) grows the object by Resize, doubling; at the end it is
+  // cut to what was read (sysfs files say 4096 and hold less). A failure
+  // aborts the object (MutableBuffer's destructor): nothing half-read is
+  // sealed.
+  const bool sized = S_ISREG(st.st_mode) && st.st_size > 0;
   glint::MutableBuffer mb;
-  glint::Status s = c->BuildObject(id, size, &mb, name, md);
+  glint::Status s = c->BuildObject(id, sized ? st.st_size : int64_t{1} << 16, &mb, name, md);
   if (!s.ok()) return Fail("put " + id.hex(), s);
-  if (S_ISREG(st.st_mode)) {
-    if (!ReadExactly(fd, mb.mutable_data(), size)) {
-      // Destroying mb aborts the object: nothing half-written is sealed.
-      fprintf(stderr, "glint: cannot read %s: %s\n", file.c_str(),
-              errno == 0 ? "it changed size while being read" : strerror(errno));
+  int64_t done = 0;
+  for (;;) {
+    if (done == mb.size()) {
+      // Full: one byte more, or the end?
+      uint8_t extra;
+      const ssize_t r = read(fd, &extra, 1);
+      if (r < 0 && errno == EINTR) continue;
+      if (r < 0) {
+        fprintf(stderr, "glint: cannot read %s: %s\n", file.c_str(), strerror(errno));
+        return 1;
+      }
+      if (r == 0) break;
+      s = mb.Resize(std::max<int64_t>(2 * mb.size(), 1 << 16));
+      if (!s.ok()) return Fail("put " + id.hex() + ": " + file + " holds more than the store can take", s);
+      mb.mutable_data()[done++] = extra;
+      continue;
+    }
+    const ssize_t r = read(fd, mb.mutable_data() + done,
+                           static_cast<size_t>(std::min<int64_t>(mb.size() - done, 1 << 30)));
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) {
+      fprintf(stderr, "glint: cannot read %s: %s\n", file.c_str(), strerror(errno));
       return 1;
     }
-  } else if (size > 0) {
-    memcpy(mb.mutable_data(), streamed.data(), streamed.size());
+    if (r == 0) break;
+    done += r;
+  }
+  if (done != mb.size()) {
+    s = mb.Resize(done);
+    if (!s.ok()) return Fail("put " + id.hex(), s);
   }
   s = mb.Seal();
   if (!s.ok()) return Fail("seal " + id.hex(), s);
