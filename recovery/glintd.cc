@@ -52,25 +52,36 @@ class Logger {
     cv_.notify_one();
   }
 
-  // Waits until every queued line is written, for at most `limit`: a stuck
-  // stderr does not keep glintd from exiting. The writer thread is left to
-  // the process's exit.
+  // Writes every queued line and ends the writer, waiting at most `limit`:
+  // a stuck stderr does not keep glintd from exiting (the writer is then
+  // left to the process's exit). Call once, last.
   void Flush(std::chrono::milliseconds limit) {
     std::unique_lock<std::mutex> l(mu_);
-    idle_cv_.wait_for(l, limit, [this] { return queue_.empty() && !writing_; });
-    thread_.detach();
+    stop_ = true;
+    cv_.notify_one();
+    const bool ended = idle_cv_.wait_for(l, limit, [this] { return exited_; });
+    l.unlock();
+    if (ended) {
+      thread_.join();
+    } else {
+      thread_.detach();
+    }
   }
 
  private:
   void Run() {
     std::unique_lock<std::mutex> l(mu_);
     for (;;) {
-      cv_.wait(l, [this] { return !queue_.empty() || dropped_ != 0; });
+      cv_.wait(l, [this] { return !queue_.empty() || dropped_ != 0 || stop_; });
+      if (queue_.empty() && dropped_ == 0) {  // stop_, and all written
+        exited_ = true;
+        idle_cv_.notify_all();
+        return;
+      }
       std::deque<std::string> batch;
       batch.swap(queue_);
       const uint64_t dropped = dropped_;
       dropped_ = 0;
-      writing_ = true;
       l.unlock();
       if (dropped != 0) {
         WriteAll("glintd: (" + std::to_string(dropped) +
@@ -78,8 +89,6 @@ class Logger {
       }
       for (const std::string& t : batch) WriteAll(t);
       l.lock();
-      writing_ = false;
-      if (queue_.empty()) idle_cv_.notify_all();
     }
   }
 
@@ -99,7 +108,8 @@ class Logger {
   std::condition_variable cv_, idle_cv_;
   std::deque<std::string> queue_;
   uint64_t dropped_ = 0;
-  bool writing_ = false;
+  bool stop_ = false;
+  bool exited_ = false;
   std::thread thread_;
 };
 

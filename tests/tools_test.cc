@@ -410,7 +410,8 @@ TEST(Glintd, AStderrNobodyReadsStopsNothing) {
   close(p[0]);
   EXPECT_NE(w, 0) << "glintd did not stop on SIGTERM within 15 s";
   EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << st;
-  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(5));
+  // glintd gives its stuck log writer 2 s; TSan adds a second at exit.
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(10));
   EXPECT_FALSE(Exists(socket));
   if (w == 0) unlink(socket.c_str());
 }
