@@ -213,6 +213,9 @@ int RunDemo() {
     return 1;
   }
   Shared* sh = new (mem) Shared();
+  // An inherited SIGCHLD of SIG_IGN would reap the children before
+  // waitpid() could see how they ended.
+  signal(SIGCHLD, SIG_DFL);
   const pid_t consumer = Spawn(Consumer, socket, sh);
   if (consumer < 0) {
     perror("glint demo: fork");
