@@ -249,17 +249,25 @@ uint64_t ProcessStartTime(pid_t pid) {
 // its io_uring down asynchronously, and the pending accept holds the
 // listening socket open until then. So the listener (SO_PEERCRED of a
 // connected socket names the process that called listen()) must also live.
-// The probe does not wait: a listener whose queue of new connections is
-// full (a stopped or swamped glintd) answers EAGAIN at once, and a queue
-// fills only behind a listener that is there, so that counts as live.
+// The probe does not wait on the listener: one whose queue of new
+// connections is full (a stopped or swamped glintd) answers EAGAIN at
+// once. A queue that stays full for 100 ms counts as live (a dead
+// listener's queue goes within milliseconds, with its io_uring).
 bool SocketServedByLiveProcess(const std::string& path) {
   const int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
   if (probe < 0) return false;
   sockaddr_un addr{};
   addr.sun_family = AF_UNIX;
   std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
-  const bool connected = connect(probe, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0;
-  bool live = connected || errno == EAGAIN;
+  bool connected = false;
+  bool full = false;
+  for (int attempt = 0; attempt < 10; ++attempt) {
+    connected = connect(probe, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0;
+    full = !connected && errno == EAGAIN;
+    if (!full) break;
+    usleep(10000);
+  }
+  bool live = connected || full;
   if (connected) {
     ucred cred{};
     socklen_t len = sizeof(cred);
