@@ -1454,8 +1454,9 @@ int MuteListener(const std::string& path, bool full_queue, std::vector<int>* que
     const int q = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (q < 0) break;
     if (connect(q, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+      const int err = errno;
       close(q);
-      if (errno == EAGAIN && !queued->empty()) return fd;
+      if (err == EAGAIN && !queued->empty()) return fd;
       break;
     }
     queued->push_back(q);
