@@ -53,6 +53,16 @@ bool Exists(const std::string& p) {
   return lstat(p.c_str(), &st) == 0;
 }
 
+// Reaps child `pid` if it ends within `limit` (its status in *status).
+bool ReapWithin(pid_t pid, std::chrono::milliseconds limit, int* status) {
+  const auto end = std::chrono::steady_clock::now() + limit;
+  for (;;) {
+    if (waitpid(pid, status, WNOHANG) == pid) return true;
+    if (std::chrono::steady_clock::now() >= end) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+}
+
 // Runs a command through the shell; returns its exit status and output.
 int Shell(const std::string& cmd, std::string* out = nullptr) {
   FILE* f = popen((cmd + " 2>&1").c_str(), "r");
@@ -398,22 +408,18 @@ TEST(Glintd, AStderrNobodyReadsStopsNothing) {
   const auto t0 = std::chrono::steady_clock::now();
   kill(pid, SIGTERM);
   int st = 0;
-  pid_t w = 0;
-  for (int i = 0; i < 1500 && w == 0; ++i) {  // up to 15 s
-    w = waitpid(pid, &st, WNOHANG);
-    if (w == 0) std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  if (w == 0) {
+  const bool stopped = ReapWithin(pid, std::chrono::seconds(15), &st);
+  if (!stopped) {
     kill(pid, SIGKILL);
     waitpid(pid, &st, 0);
   }
   close(p[0]);
-  EXPECT_NE(w, 0) << "glintd did not stop on SIGTERM within 15 s";
+  EXPECT_TRUE(stopped) << "glintd did not stop on SIGTERM within 15 s";
   EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << st;
   // glintd gives its stuck log writer 2 s; TSan adds a second at exit.
   EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(10));
   EXPECT_FALSE(Exists(socket));
-  if (w == 0) unlink(socket.c_str());
+  if (!stopped) unlink(socket.c_str());
 }
 
 TEST(Glintd, RegionOfAnotherLayoutVersionIsIncompatible) {
@@ -750,12 +756,8 @@ TEST(GlintTool, DemoFailsWhenAChildDies) {
   ASSERT_EQ(kids.size(), 2u) << "the demo did not start its two children";
   ASSERT_EQ(kill(kids[0], SIGKILL), 0);
   int st = 0;
-  pid_t w = 0;
-  for (int i = 0; i < 3000 && w == 0; ++i) {  // up to 30 s
-    w = waitpid(demo, &st, WNOHANG);
-    if (w == 0) std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  if (w == 0) {
+  const bool ended = ReapWithin(demo, std::chrono::seconds(30), &st);
+  if (!ended) {
     for (pid_t k : ChildrenOf(demo)) kill(k, SIGKILL);
     kill(demo, SIGKILL);
     waitpid(demo, &st, 0);
@@ -763,7 +765,7 @@ TEST(GlintTool, DemoFailsWhenAChildDies) {
   std::ifstream in(out);
   const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   unlink(out.c_str());
-  ASSERT_NE(w, 0) << "the demo still ran 30 s after its consumer died:\n" << text;
+  ASSERT_TRUE(ended) << "the demo still ran 30 s after its consumer died:\n" << text;
   EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 1) << st << "\n" << text;
   EXPECT_NE(text.find("FAILED: the consumer was killed by signal 9"), std::string::npos) << text;
 }
