@@ -18,6 +18,7 @@
 #include <cerrno>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <new>
 #include <random>
 #include <set>
@@ -1438,8 +1439,6 @@ TEST(ConnectTest, SocketThatNeverAnswersIsNotConnected) {
   unlink(path.c_str());
 }
 
-// (ConnectThreadsTest: the tests whose answering end is a thread of this
-// process, so that TSan runs them.)
 // A listener at `path` that never accepts, with its queue of new
 // connections full when `full_queue` (then connect() itself waits, as
 // behind a stopped or swamped monitor; else the wait is for the answer).
@@ -1465,27 +1464,26 @@ int MuteListener(const std::string& path, bool full_queue, std::vector<int>* que
   return -1;
 }
 
-struct TimedConnect {
+struct Bounded {
   bool returned = false;  // within 30 s
-  Status status;
   std::chrono::steady_clock::duration took{};
 };
 
-// Client::Connect(path) on a thread of its own, interrupted by SIGUSR1 (a
-// handler without SA_RESTART) every 100 µs when `pester`. Waits up to 30 s;
-// a Connect still waiting then is freed by closing `listener` (it fails).
-TimedConnect ConnectOnAThread(const std::string& path, int listener, bool pester) {
+// Runs `call` on a thread of its own, interrupted by SIGUSR1 (a handler
+// without SA_RESTART) every 100 us when `pester`. Waits up to 30 s; a call
+// still waiting then on `listener` is freed by closing it (it then fails),
+// so that a test of a call that never returns fails instead of hanging.
+Bounded RunWithin30s(int listener, bool pester, const std::function<void()>& call) {
   struct sigaction sa {};
   sa.sa_handler = [](int) {};
   sa.sa_flags = 0;
   struct sigaction old {};
   sigaction(SIGUSR1, &sa, &old);
-  TimedConnect r;
+  Bounded r;
   std::atomic<bool> done{false};
   const auto start = std::chrono::steady_clock::now();
   std::thread t([&] {
-    std::unique_ptr<Client> c;
-    r.status = Client::Connect(path, &c);
+    call();
     done.store(true);
   });
   while (!done.load() && std::chrono::steady_clock::now() - start < std::chrono::seconds(30)) {
@@ -1494,11 +1492,14 @@ TimedConnect ConnectOnAThread(const std::string& path, int listener, bool pester
   }
   r.returned = done.load();
   r.took = std::chrono::steady_clock::now() - start;
-  close(listener);  // wakes a Connect still waiting
+  close(listener);
   t.join();
   sigaction(SIGUSR1, &old, nullptr);
   return r;
 }
+
+// (ConnectThreadsTest: the tests that start a thread of their own (an
+// answering end, or the caller), so that the threads label has them.)
 
 // Behind a full queue connect() itself waits; Connect gives up after its
 // 5 s (on the old code it never returned: the test then fails, not hangs).
@@ -1514,15 +1515,19 @@ TEST(ConnectThreadsTest, StoppedMonitorIsNotConnectedAfterFiveSeconds) {
       std::vector<int> queued;
       const int fd = MuteListener(path, full_queue, &queued);
       ASSERT_GE(fd, 0);
-      const TimedConnect r = ConnectOnAThread(path, fd, pester);
+      Status s;
+      const Bounded r = RunWithin30s(fd, pester, [&] {
+        std::unique_ptr<Client> c;
+        s = Client::Connect(path, &c);
+      });
       for (int q : queued) close(q);
       unlink(path.c_str());
       ASSERT_TRUE(r.returned) << "Connect was still waiting after 30 s";
-      EXPECT_EQ(r.status.code(), StatusCode::kNotConnected) << r.status.ToString();
-      EXPECT_NE(r.status.message().find(path), std::string::npos) << r.status.ToString();
+      EXPECT_EQ(s.code(), StatusCode::kNotConnected) << s.ToString();
+      EXPECT_NE(s.message().find(path), std::string::npos) << s.ToString();
       if (full_queue) {
-        EXPECT_NE(r.status.message().find("accepted no connection"), std::string::npos)
-            << r.status.ToString();
+        EXPECT_NE(s.message().find("accepted no connection"), std::string::npos)
+            << s.ToString();
       }
       EXPECT_GE(r.took, std::chrono::milliseconds(4900));
       EXPECT_LT(r.took, std::chrono::seconds(15));
@@ -1636,23 +1641,14 @@ TEST(MonitorThreadsTest, StartOnAPathWhoseListenerIsStoppedIsAlreadyExists) {
   std::vector<int> queued;
   const int fd = MuteListener(o.socket_path, /*full_queue=*/true, &queued);
   ASSERT_GE(fd, 0);
-  std::atomic<bool> done{false};
   Status s;
-  std::thread t([&] {
+  const Bounded r = RunWithin30s(fd, /*pester=*/false, [&] {
     std::unique_ptr<Monitor> m;
     s = Monitor::Start(o, &m);
-    done.store(true);
   });
-  const auto start = std::chrono::steady_clock::now();
-  while (!done.load() && std::chrono::steady_clock::now() - start < std::chrono::seconds(30)) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  const bool returned = done.load();
-  close(fd);  // frees a Start still waiting
-  t.join();
   for (int q : queued) close(q);
   unlink(o.socket_path.c_str());
-  ASSERT_TRUE(returned) << "Start was still probing the stopped listener after 30 s";
+  ASSERT_TRUE(r.returned) << "Start was still probing the stopped listener after 30 s";
   EXPECT_EQ(s.code(), StatusCode::kAlreadyExists) << s.ToString();
   EXPECT_NE(s.message().find(o.socket_path), std::string::npos) << s.ToString();
 }
