@@ -8,10 +8,10 @@
 
 #include <CLI/CLI.hpp>
 #include <cerrno>
-#include <cstdio>
-#include <ctime>
 #include <chrono>
 #include <condition_variable>
+#include <cstdio>
+#include <ctime>
 #include <deque>
 #include <mutex>
 #include <string>
@@ -72,8 +72,10 @@ class Logger {
   void Run() {
     std::unique_lock<std::mutex> l(mu_);
     for (;;) {
-      cv_.wait(l, [this] { return !queue_.empty() || dropped_ != 0 || stop_; });
-      if (queue_.empty() && dropped_ == 0) {  // stop_, and all written
+      // (dropped_ grows only while the queue is full, so an empty queue
+      // has nothing dropped to report.)
+      cv_.wait(l, [this] { return !queue_.empty() || stop_; });
+      if (queue_.empty()) {  // stop_, and all written
         exited_ = true;
         idle_cv_.notify_all();
         return;

@@ -115,31 +115,31 @@ int CmdPut(const std::string& socket, const std::string& id_text,
   glint::MutableBuffer mb;
   glint::Status s = c->BuildObject(id, sized ? st.st_size : int64_t{1} << 16, &mb, name, md);
   if (!s.ok()) return Fail("put " + id.hex(), s);
+  auto read_some = [fd](uint8_t* dst, int64_t n) {
+    ssize_t r;
+    do {
+      r = read(fd, dst, static_cast<size_t>(std::min<int64_t>(n, 1 << 30)));
+    } while (r < 0 && errno == EINTR);
+    return r;
+  };
   int64_t done = 0;
   for (;;) {
-    if (done == mb.size()) {
-      // Full: one byte more, or the end?
-      uint8_t extra;
-      const ssize_t r = read(fd, &extra, 1);
-      if (r < 0 && errno == EINTR) continue;
-      if (r < 0) {
-        fprintf(stderr, "glint: cannot read %s: %s\n", file.c_str(), strerror(errno));
-        return 1;
-      }
-      if (r == 0) break;
-      s = mb.Resize(std::max<int64_t>(2 * mb.size(), 1 << 16));
-      if (!s.ok()) return Fail("put " + id.hex() + ": " + file + " holds more than the store can take", s);
-      mb.mutable_data()[done++] = extra;
-      continue;
-    }
-    const ssize_t r = read(fd, mb.mutable_data() + done,
-                           static_cast<size_t>(std::min<int64_t>(mb.size() - done, 1 << 30)));
-    if (r < 0 && errno == EINTR) continue;
+    // When the object is full, one byte more tells the end from the need
+    // to grow (an exactly sized file then never grows).
+    const bool full = done == mb.size();
+    uint8_t extra;
+    const ssize_t r = full ? read_some(&extra, 1)
+                           : read_some(mb.mutable_data() + done, mb.size() - done);
     if (r < 0) {
       fprintf(stderr, "glint: cannot read %s: %s\n", file.c_str(), strerror(errno));
       return 1;
     }
     if (r == 0) break;
+    if (full) {
+      s = mb.Resize(std::max<int64_t>(2 * mb.size(), 1 << 16));
+      if (!s.ok()) return Fail("put " + id.hex() + ": " + file + " holds more than the store can take", s);
+      mb.mutable_data()[done] = extra;
+    }
     done += r;
   }
   if (done != mb.size()) {
