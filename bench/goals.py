@@ -12,9 +12,16 @@ locked instruction on a line in L1: when it holds steady while the goals
 move, the slowdown is in the memory system the host shares, as on this VM's
 slow evenings, not in the build) and BM_CpuGauge (register arithmetic
 only: it slows when the VM gets less of its core, a busy hyperthread
-sibling or a lower clock). Two processes
-(BM_FullCycleProcesses/1 and /2) run once per round too; their ratio is
-the two-client goal.
+sibling or a lower clock).
+
+Two processes: BM_FullCycleProcesses/1 and /2 and
+BM_FullCycleProcesses_SeparateStores/2 run three times per round,
+alternated; the round keeps each one's median. The issue asks for "5
+million per second or more from one client, and 1.8 times that from two":
+read as 1.8 times what one client did in the same round (the ratio) and as
+1.8 times 5 M/s (9 M/s from two), both are reported. Separate stores, two
+processes that share no store at all, over one client: the most any store
+could show on this machine in that round.
 
 Example:
   bench/goals.py 10 build-bench/bench/glint_bench
@@ -49,17 +56,25 @@ def medians(binary, filt):
     return res
 
 
-def two_process_ratio(binary):
-    out = subprocess.run(
-        [binary, "--benchmark_filter=FullCycleProcesses/", "--benchmark_format=json"],
-        capture_output=True, text=True, check=True).stdout
-    rate = {}
-    for b in json.loads(out)["benchmarks"]:
-        if "cycles_per_s" in b:
-            rate[b["run_name"].split("/")[1]] = b["cycles_per_s"]
-    if "1" in rate and "2" in rate and rate["1"] > 0:
-        return rate["2"] / rate["1"]
-    return None
+def two_process_rates(binary, runs=3):
+    """Medians over `runs` alternated runs of BM_FullCycleProcesses/1 and /2
+    and BM_FullCycleProcesses_SeparateStores/2 (cycles/s), or None. Each is
+    one 1 s window, so one run alone swings by a third on this VM."""
+    filt = "BM_FullCycleProcesses/[12]/|BM_FullCycleProcesses_SeparateStores/2/"
+    rate = {"1": [], "2": [], "sep": []}
+    for _ in range(runs):
+        out = subprocess.run(
+            [binary, "--benchmark_filter=" + filt, "--benchmark_format=json"],
+            capture_output=True, text=True, check=True).stdout
+        for b in json.loads(out)["benchmarks"]:
+            if "cycles_per_s" not in b:
+                continue
+            name, arg = b["run_name"].split("/")[:2]
+            key = "sep" if name.endswith("SeparateStores") else arg
+            rate[key].append(b["cycles_per_s"])
+    if any(len(v) != runs for v in rate.values()) or min(rate["1"]) <= 0:
+        return None
+    return {k: statistics.median(v) for k, v in rate.items()}
 
 
 def main():
@@ -69,22 +84,26 @@ def main():
     pause = float(sys.argv[3]) if len(sys.argv) == 4 else 60.0
     filt = "|".join(n + "$" for n in list(GOALS) + [GAUGE, CPU_GAUGE])
     seen = {n: [] for n in GOALS}
-    gauges, cpus, ratios = [], [], []
+    gauges, cpus, ratios, twos, ceilings = [], [], [], [], []
     for r in range(rounds):
         if r > 0:
             time.sleep(pause)
         m = medians(binary, filt)
-        ratio = two_process_ratio(binary)
+        rates = two_process_rates(binary)
+        ratio = rates["2"] / rates["1"] if rates else None
         gauges.append(m[GAUGE]["real_time"])
         cpus.append(m[CPU_GAUGE]["real_time"])
-        if ratio is not None:
+        if rates:
             ratios.append(ratio)
+            twos.append(rates["2"] / 1e6)
+            ceilings.append(rates["sep"] / rates["1"])
         line = [time.strftime("%H:%M:%S"), "gauge %.2f ns" % gauges[-1],
                 "cpu %.1f ns" % cpus[-1]]
         for n in GOALS:
             seen[n].append(m[n]["real_time"])
             line.append("%s %.1f" % (n.split("/")[0][3:], seen[n][-1]))
-        line.append("2proc %.2fx" % ratio if ratio is not None else "2proc -")
+        line.append("2proc %.2fx %.1f M/s (separate stores %.2fx)"
+                    % (ratio, twos[-1], ceilings[-1]) if rates else "2proc -")
         print("  ".join(line), flush=True)
     print()
     for n, (goal, unit, _) in GOALS.items():
@@ -96,6 +115,11 @@ def main():
         met = sum(1 for x in ratios if x >= 1.8)
         print("%-24s median of rounds %7.2fx     goal  1.8x     met in %d of %d rounds"
               % ("two processes", statistics.median(ratios), met, len(ratios)))
+        met = sum(1 for x in twos if x >= 9.0)
+        print("%-24s median of rounds %7.1f M/s  goal    9 M/s  met in %d of %d rounds"
+              % ("two processes", statistics.median(twos), met, len(twos)))
+        print("%-24s median of rounds %7.2fx     (the machine's ceiling: two "
+              "processes on two stores)" % ("separate stores", statistics.median(ceilings)))
     print("%-24s %s" % ("gauge per round (ns)", " ".join("%.2f" % g for g in gauges)))
     print("%-24s %s" % ("cpu gauge per round (ns)", " ".join("%.1f" % g for g in cpus)))
 

@@ -79,8 +79,9 @@ struct BenchStore {
 // kMain: the 1 GiB store every benchmark uses (default table: 65,536
 // objects, 4,096 buckets, 28 MiB of entries). kSmallTable: a 64 MiB store
 // whose table holds 4,096 objects (256 buckets, 1.8 MiB of entries), for the
-// diagnostic BM_FullCycle_SmallTable.
-enum StoreKind { kMain = 0, kSmallTable = 1, kNumStores = 2 };
+// diagnostic BM_FullCycle_SmallTable. kSecond: another store like kMain, for
+// the diagnostic BM_FullCycleProcesses_SeparateStores.
+enum StoreKind { kMain = 0, kSmallTable = 1, kSecond = 2, kNumStores = 3 };
 
 std::unique_ptr<BenchStore> g_stores[kNumStores];
 std::string g_store_error;
@@ -89,12 +90,13 @@ BenchStore* TheStore(StoreKind kind = kMain) {
   if (g_stores[kind] != nullptr) return g_stores[kind].get();
   if (!g_store_error.empty()) return nullptr;
   auto s = std::make_unique<BenchStore>();
+  const bool small = kind == kSmallTable;
   s->path = "/tmp/glint-bench-" + std::to_string(getpid()) +
-            (kind == kMain ? "" : "-small");
+            (small ? "-small" : kind == kSecond ? "-second" : "");
   glint::StoreOptions o;
   o.socket_path = s->path;
-  o.capacity = kind == kMain ? kCapacity : int64_t{64} << 20;
-  o.max_objects = kind == kMain ? 0 : 4096;
+  o.capacity = small ? int64_t{64} << 20 : kCapacity;
+  o.max_objects = small ? 4096 : 0;
   o.prefault = true;
   Status st = glint::Monitor::Start(o, &s->monitor);
   if (st.ok()) st = Client::Connect(s->path, &s->client);
@@ -805,6 +807,8 @@ enum class Sharing {
   kOwnClass,  // child i builds 64 * (i + 1) bytes: no span in common
   kDisjoint,  // own class, and child i only uses ids whose two buckets have
               // parity i: no bucket header or table entry in common either
+  kSeparate,  // child i uses store i % 2: two stores, nothing in common but
+              // the machine (its ceiling for any store)
 };
 
 // Where an id lives in the table: the same mapping as core::MakeKey (bucket
@@ -930,7 +934,8 @@ bool ReapAll(std::vector<pid_t>* pids, int64_t deadline, std::string* err) {
   return ok;
 }
 
-bool RunProcesses(const std::string& path, int nprocs, int64_t size,
+// Child i connects to paths[i % paths.size()].
+bool RunProcesses(const std::vector<std::string>& paths, int nprocs, int64_t size,
                   Sharing sharing, ProcResult* out, std::string* err) {
   void* mem = mmap(nullptr, sizeof(ProcShared), PROT_READ | PROT_WRITE,
                    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
@@ -950,8 +955,10 @@ bool RunProcesses(const std::string& path, int nprocs, int64_t size,
       break;
     }
     if (pid == 0) {
-      const int64_t sz = sharing == Sharing::kShared ? size : size * (i + 1);
-      _exit(ChildMain(path, sh, i, sz, sharing));
+      const bool own_class = sharing == Sharing::kOwnClass || sharing == Sharing::kDisjoint;
+      const int64_t sz = own_class ? size * (i + 1) : size;
+      _exit(ChildMain(paths[static_cast<size_t>(i) % paths.size()], sh, i, sz,
+                      sharing));
     }
     pids.push_back(pid);
   }
@@ -1036,10 +1043,19 @@ void FullCycleProcesses(benchmark::State& state, Sharing sharing) {
     state.SkipWithError("1 to 8 processes");
     return;
   }
+  std::vector<std::string> paths{store->path};
+  if (sharing == Sharing::kSeparate) {
+    BenchStore* second = TheStore(kSecond);
+    if (second == nullptr) {
+      state.SkipWithError(g_store_error.c_str());
+      return;
+    }
+    paths.push_back(second->path);
+  }
   ProcResult r;
   for (auto _ : state) {
     std::string err;
-    if (!RunProcesses(store->path, nprocs, 64, sharing, &r, &err)) {
+    if (!RunProcesses(paths, nprocs, 64, sharing, &r, &err)) {
       state.SkipWithError(err.c_str());
       break;
     }
@@ -1082,6 +1098,19 @@ void BM_FullCycleProcesses_Disjoint(benchmark::State& state) {
 }
 BENCHMARK(BM_FullCycleProcesses_Disjoint)
     ->Arg(1)
+    ->Arg(2)
+    ->Iterations(1)
+    ->UseManualTime()
+    ->Unit(benchmark::kMillisecond);
+// The machine's ceiling: child i uses store i % 2, so two children share no
+// store, no region, no monitor. What /2 here gets over /1 of
+// BM_FullCycleProcesses is the most any store could get from two processes
+// on this machine in that minute (two cores that are not two whole cores on
+// a busy VM); compare BM_FullCycleProcesses/2 with it.
+void BM_FullCycleProcesses_SeparateStores(benchmark::State& state) {
+  FullCycleProcesses(state, Sharing::kSeparate);
+}
+BENCHMARK(BM_FullCycleProcesses_SeparateStores)
     ->Arg(2)
     ->Iterations(1)
     ->UseManualTime()
