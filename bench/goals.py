@@ -102,8 +102,9 @@ def main():
         for n in GOALS:
             seen[n].append(m[n]["real_time"])
             line.append("%s %.1f" % (n.split("/")[0][3:], seen[n][-1]))
-        line.append("2proc %.2fx %.1f M/s (separate stores %.2fx)"
-                    % (ratio, twos[-1], ceilings[-1]) if rates else "2proc -")
+        line.append("2proc %.2fx = %.1f / %.1f M/s (separate stores %.2fx)"
+                    % (ratio, twos[-1], rates["1"] / 1e6, ceilings[-1])
+                    if rates else "2proc -")
         print("  ".join(line), flush=True)
     print()
     for n, (goal, unit, _) in GOALS.items():
