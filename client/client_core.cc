@@ -108,6 +108,18 @@ void InstallForkHandlers() {
 
 // A thread of ours is between the two instructions of a holder-bit flip;
 // it is normally done within nanoseconds, but it may have been preempted.
+// Tells the monitor this client holds nothing, then closes the socket. After
+// a Hello whose answer went unread (Connect timed out or failed in between),
+// the monitor may have given this connection a slot just before: the Bye
+// makes it free that slot when the socket closes instead of when this
+// process exits (without a Bye, a closed socket only means "watch the
+// pidfd", since the process may still be using the region).
+void SayByeAndClose(int fd) {
+  const uint32_t bye = core::kByeMagic;
+  (void)send(fd, &bye, sizeof(bye), MSG_NOSIGNAL | MSG_DONTWAIT);
+  close(fd);
+}
+
 void BusyWait(uint32_t spins) {
   if (spins < 64) {
     core::CpuRelax();
@@ -370,7 +382,7 @@ Status ClientCore::Connect(const std::string& path,
   }
   if (n != sizeof(w) || w.magic != core::kHelloMagic) {
     if (region_fd >= 0) close(region_fd);
-    close(fd);
+    SayByeAndClose(fd);
     // n <= 0: the connection closed unanswered, as it does for a moment
     // after glintd is killed (the kernel still holds its listening socket).
     return Status::NotConnected(
@@ -388,7 +400,7 @@ Status ClientCore::Connect(const std::string& path,
     return Status(code, std::string(w.message) + " (store " + path + ")");
   }
   if (region_fd < 0) {
-    close(fd);
+    SayByeAndClose(fd);
     return Status::IOError("store " + path + " sent no region descriptor");
   }
   std::unique_ptr<ClientCore> core(new ClientCore());
@@ -473,11 +485,11 @@ bool ClientCore::Close() {
     t_record_cache.rec = nullptr;
   }
   if (sock_fd_ >= 0) {
-    if (!inert_) {
-      const uint32_t bye = core::kByeMagic;
-      (void)send(sock_fd_, &bye, sizeof(bye), MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (inert_) {
+      close(sock_fd_);
+    } else {
+      SayByeAndClose(sock_fd_);
     }
-    close(sock_fd_);
     sock_fd_ = -1;
   }
   if (local_refs_ != nullptr) munmap(local_refs_, local_refs_bytes_);

@@ -29,6 +29,7 @@
 #include "alloc/heap.h"
 #include "core/check.h"
 #include "core/object_table.h"
+#include "core/protocol.h"
 #include "core/region.h"
 #include "core/store.h"
 #include "glint/glint.h"
@@ -1426,6 +1427,11 @@ TEST(ConnectTest, SocketWithNobodyListeningIsNotConnected) {
   c.reset();
 }
 
+// A Connect that gives up on an unanswered Hello says Bye before it hangs
+// up: had the monitor answered in the last instant (a slot given, the
+// answer unread), the Bye is what frees that slot at once (see
+// Glintd.AByeAfterAnUnreadAnswerFreesTheSlot), rather than when this
+// process exits.
 TEST(ConnectTest, SocketThatNeverAnswersIsNotConnected) {
   const std::string path = UniqueSocketPath("mute");
   const int fd = BindUnixSocket(path, 4);  // listens, never accepts
@@ -1435,6 +1441,20 @@ TEST(ConnectTest, SocketThatNeverAnswersIsNotConnected) {
   EXPECT_TRUE(s.code() == StatusCode::kNotConnected || s.code() == StatusCode::kIOError)
       << s.ToString();
   EXPECT_NE(s.message().find(path), std::string::npos) << s.ToString();
+  // What the client wrote before it closed: its Hello, then a Bye.
+  const int conn = accept4(fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+  ASSERT_GE(conn, 0) << std::strerror(errno);
+  uint8_t got[256];
+  size_t n = 0;
+  for (ssize_t r; (r = read(conn, got + n, sizeof(got) - n)) > 0;) n += static_cast<size_t>(r);
+  close(conn);
+  ASSERT_EQ(n, sizeof(core::Hello) + sizeof(uint32_t));
+  core::Hello hello;
+  std::memcpy(&hello, got, sizeof(hello));
+  EXPECT_EQ(hello.magic, core::kHelloMagic);
+  uint32_t bye = 0;
+  std::memcpy(&bye, got + sizeof(core::Hello), sizeof(bye));
+  EXPECT_EQ(bye, core::kByeMagic);
   close(fd);
   unlink(path.c_str());
 }

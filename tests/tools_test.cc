@@ -4,6 +4,7 @@
 // processes, real signals, real files.
 
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
@@ -358,6 +359,39 @@ TEST(Glintd, AClientThatHungUpBeforeTheAnswerGetsNoSlot) {
   close(fd);  // as a Connect that timed out does
   ASSERT_EQ(kill(d.pid(), SIGCONT), 0);
   EXPECT_TRUE(d.WaitLog("hung up before the monitor answered")) << d.Log();
+  std::unique_ptr<glint::Client> c;
+  glint::Status s;
+  for (int i = 0; i < 200; ++i) {
+    s = glint::Client::Connect(d.socket(), &c);
+    if (s.ok()) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_TRUE(s.ok()) << s.ToString() << "\n" << d.Log();
+}
+
+// The other side of ConnectTest.SocketThatNeverAnswersIsNotConnected: a
+// Connect that gave up just as glintd answered leaves a slot given and the
+// answer unread. Its Bye (sent before it hangs up) must free the slot now;
+// without one, a closed socket only tells glintd to watch the process,
+// which lives on, and with one slot every later Connect failed.
+TEST(Glintd, AByeAfterAnUnreadAnswerFreesTheSlot) {
+  Glintd d("--capacity 4MiB --max-clients 1");
+  ASSERT_TRUE(d.WaitServing()) << d.Log();
+  const int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(fd, 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::strcpy(addr.sun_path, d.socket().c_str());
+  ASSERT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  const glint::core::Hello hello{glint::core::kHelloMagic, glint::core::kProtocolVersion,
+                                 glint::core::kLayoutVersion, 0};
+  ASSERT_EQ(write(fd, &hello, sizeof(hello)), static_cast<ssize_t>(sizeof(hello)));
+  pollfd p{fd, POLLIN, 0};
+  ASSERT_EQ(poll(&p, 1, 10000), 1) << "no answer within 10 s\n" << d.Log();
+  ASSERT_TRUE(d.WaitLog("client 0 connected")) << d.Log();
+  const uint32_t bye = glint::core::kByeMagic;
+  ASSERT_EQ(write(fd, &bye, sizeof(bye)), static_cast<ssize_t>(sizeof(bye)));
+  close(fd);  // the answer, and the region's descriptor in it, unread
   std::unique_ptr<glint::Client> c;
   glint::Status s;
   for (int i = 0; i < 200; ++i) {
