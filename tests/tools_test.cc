@@ -339,6 +339,38 @@ TEST(Glintd, NeverDiesOfAClientThatVanishesMidHandshake) {
   EXPECT_TRUE(s.ok()) << s.ToString() << "\n" << d.Log();
 }
 
+// A connection to `socket` that has sent a glint Hello, as Connect does,
+// and read nothing; -1 (errno set) on failure.
+int SendHello(const std::string& socket) {
+  const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -1;
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::strcpy(addr.sun_path, socket.c_str());
+  const glint::core::Hello hello{glint::core::kHelloMagic, glint::core::kProtocolVersion,
+                                 glint::core::kLayoutVersion, 0};
+  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
+      write(fd, &hello, sizeof(hello)) != static_cast<ssize_t>(sizeof(hello))) {
+    const int err = errno;
+    close(fd);
+    errno = err;
+    return -1;
+  }
+  return fd;
+}
+
+// Connect, retried for up to 2 s while the monitor frees a slot.
+glint::Status ConnectWithin2s(const std::string& socket,
+                              std::unique_ptr<glint::Client>* c) {
+  glint::Status s;
+  for (int i = 0; i < 200; ++i) {
+    s = glint::Client::Connect(socket, c);
+    if (s.ok()) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return s;
+}
+
 // A client whose Connect gave up while glintd was stopped (SIGSTOP) left
 // its Hello in the socket and hung up. When glintd resumes, it must not
 // give that connection a slot: the slot would stay taken until the client
@@ -347,25 +379,13 @@ TEST(Glintd, AClientThatHungUpBeforeTheAnswerGetsNoSlot) {
   Glintd d("--capacity 4MiB --max-clients 1");
   ASSERT_TRUE(d.WaitServing()) << d.Log();
   ASSERT_EQ(kill(d.pid(), SIGSTOP), 0);
-  const int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  ASSERT_GE(fd, 0);
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  std::strcpy(addr.sun_path, d.socket().c_str());
-  ASSERT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
-  const glint::core::Hello hello{glint::core::kHelloMagic, glint::core::kProtocolVersion,
-                                 glint::core::kLayoutVersion, 0};
-  ASSERT_EQ(write(fd, &hello, sizeof(hello)), static_cast<ssize_t>(sizeof(hello)));
+  const int fd = SendHello(d.socket());
+  ASSERT_GE(fd, 0) << std::strerror(errno);
   close(fd);  // as a Connect that timed out does
   ASSERT_EQ(kill(d.pid(), SIGCONT), 0);
   EXPECT_TRUE(d.WaitLog("hung up before the monitor answered")) << d.Log();
   std::unique_ptr<glint::Client> c;
-  glint::Status s;
-  for (int i = 0; i < 200; ++i) {
-    s = glint::Client::Connect(d.socket(), &c);
-    if (s.ok()) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
+  const glint::Status s = ConnectWithin2s(d.socket(), &c);
   EXPECT_TRUE(s.ok()) << s.ToString() << "\n" << d.Log();
 }
 
@@ -377,15 +397,8 @@ TEST(Glintd, AClientThatHungUpBeforeTheAnswerGetsNoSlot) {
 TEST(Glintd, AByeAfterAnUnreadAnswerFreesTheSlot) {
   Glintd d("--capacity 4MiB --max-clients 1");
   ASSERT_TRUE(d.WaitServing()) << d.Log();
-  const int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  ASSERT_GE(fd, 0);
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  std::strcpy(addr.sun_path, d.socket().c_str());
-  ASSERT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
-  const glint::core::Hello hello{glint::core::kHelloMagic, glint::core::kProtocolVersion,
-                                 glint::core::kLayoutVersion, 0};
-  ASSERT_EQ(write(fd, &hello, sizeof(hello)), static_cast<ssize_t>(sizeof(hello)));
+  const int fd = SendHello(d.socket());
+  ASSERT_GE(fd, 0) << std::strerror(errno);
   pollfd p{fd, POLLIN, 0};
   ASSERT_EQ(poll(&p, 1, 10000), 1) << "no answer within 10 s\n" << d.Log();
   ASSERT_TRUE(d.WaitLog("client 0 connected")) << d.Log();
@@ -393,12 +406,7 @@ TEST(Glintd, AByeAfterAnUnreadAnswerFreesTheSlot) {
   ASSERT_EQ(write(fd, &bye, sizeof(bye)), static_cast<ssize_t>(sizeof(bye)));
   close(fd);  // the answer, and the region's descriptor in it, unread
   std::unique_ptr<glint::Client> c;
-  glint::Status s;
-  for (int i = 0; i < 200; ++i) {
-    s = glint::Client::Connect(d.socket(), &c);
-    if (s.ok()) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
+  const glint::Status s = ConnectWithin2s(d.socket(), &c);
   EXPECT_TRUE(s.ok()) << s.ToString() << "\n" << d.Log();
 }
 
