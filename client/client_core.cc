@@ -106,20 +106,28 @@ void InstallForkHandlers() {
   });
 }
 
-// A thread of ours is between the two instructions of a holder-bit flip;
-// it is normally done within nanoseconds, but it may have been preempted.
-// Tells the monitor this client holds nothing, then closes the socket. After
-// a Hello whose answer went unread (Connect timed out or failed in between),
-// the monitor may have given this connection a slot just before: the Bye
-// makes it free that slot when the socket closes instead of when this
-// process exits (without a Bye, a closed socket only means "watch the
-// pidfd", since the process may still be using the region).
-void SayByeAndClose(int fd) {
+// Tells the monitor that this client holds nothing in the region (4 bytes;
+// the monitor frees the slot when the socket then closes).
+void SendBye(int fd) {
   const uint32_t bye = core::kByeMagic;
   (void)send(fd, &bye, sizeof(bye), MSG_NOSIGNAL | MSG_DONTWAIT);
+}
+
+// Connect gives up after its Hello. The monitor may have given this
+// connection a slot just before (its answer went unread): the Bye makes it
+// free the slot when the socket closes, not when this process exits
+// (without a Bye, a closed socket only means "watch the pidfd", since the
+// process may still use the region). The shutdown ends the stream for the
+// monitor even if a fork() in another thread copied the descriptor
+// meanwhile; nobody else uses this socket.
+void AbandonHandshake(int fd) {
+  SendBye(fd);
+  shutdown(fd, SHUT_WR);
   close(fd);
 }
 
+// A thread of ours is between the two instructions of a holder-bit flip;
+// it is normally done within nanoseconds, but it may have been preempted.
 void BusyWait(uint32_t spins) {
   if (spins < 64) {
     core::CpuRelax();
@@ -382,7 +390,7 @@ Status ClientCore::Connect(const std::string& path,
   }
   if (n != sizeof(w) || w.magic != core::kHelloMagic) {
     if (region_fd >= 0) close(region_fd);
-    SayByeAndClose(fd);
+    AbandonHandshake(fd);
     // n <= 0: the connection closed unanswered, as it does for a moment
     // after glintd is killed (the kernel still holds its listening socket).
     return Status::NotConnected(
@@ -400,7 +408,7 @@ Status ClientCore::Connect(const std::string& path,
     return Status(code, std::string(w.message) + " (store " + path + ")");
   }
   if (region_fd < 0) {
-    SayByeAndClose(fd);
+    AbandonHandshake(fd);
     return Status::IOError("store " + path + " sent no region descriptor");
   }
   std::unique_ptr<ClientCore> core(new ClientCore());
@@ -485,11 +493,10 @@ bool ClientCore::Close() {
     t_record_cache.rec = nullptr;
   }
   if (sock_fd_ >= 0) {
-    if (inert_) {
-      close(sock_fd_);
-    } else {
-      SayByeAndClose(sock_fd_);
-    }
+    // A plain close after the Bye: a child made without glibc's fork
+    // handlers may still hold the socket and use the region.
+    if (!inert_) SendBye(sock_fd_);
+    close(sock_fd_);
     sock_fd_ = -1;
   }
   if (local_refs_ != nullptr) munmap(local_refs_, local_refs_bytes_);

@@ -209,9 +209,8 @@ class Client {
   // kPermissionDenied, kTooManyClients, kIncompatible (another protocol or
   // layout version), kCorrupt (the region fails its header checks),
   // kOutOfMemory (the region cannot be mapped), kIOError. Every message
-  // names the path. A Connect that fails leaves no client slot taken: it
-  // tells the monitor so before it hangs up, even when it gave up just as
-  // the monitor answered.
+  // names the path. A Connect that fails leaves no client slot taken, even
+  // when it gave up just as the monitor answered.
   static Status Connect(const std::string& store_socket,
                         std::unique_ptr<Client>* out);
 
