@@ -64,6 +64,18 @@ bool ReapWithin(pid_t pid, std::chrono::milliseconds limit, int* status) {
   }
 }
 
+// Client::Connect, retried every 10 ms for up to `limit` while a monitor
+// starts or frees a slot; the last Status.
+glint::Status ConnectWithin(const std::string& socket, std::chrono::milliseconds limit,
+                            std::unique_ptr<glint::Client>* c) {
+  const auto end = std::chrono::steady_clock::now() + limit;
+  for (;;) {
+    const glint::Status s = glint::Client::Connect(socket, c);
+    if (s.ok() || std::chrono::steady_clock::now() >= end) return s;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+}
+
 // Runs a command through the shell; returns its exit status and output.
 int Shell(const std::string& cmd, std::string* out = nullptr) {
   FILE* f = popen((cmd + " 2>&1").c_str(), "r");
@@ -283,13 +295,10 @@ TEST(Glintd, TakesOverASocketLeftByADeadStore) {
           nullptr);
     _exit(127);
   }
-  bool connected = false;
-  for (int i = 0; i < 500 && !connected; ++i) {
-    std::unique_ptr<glint::Client> c;
-    connected = glint::Client::Connect(path, &c).ok();
-    if (!connected) std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  EXPECT_TRUE(connected);
+  std::unique_ptr<glint::Client> c;
+  const glint::Status connected = ConnectWithin(path, std::chrono::seconds(5), &c);
+  c.reset();
+  EXPECT_TRUE(connected.ok()) << connected.ToString();
   kill(p, SIGTERM);
   int st;
   waitpid(p, &st, 0);
@@ -313,12 +322,8 @@ TEST(Glintd, MaxClientsTwo) {
   EXPECT_EQ(s.code(), glint::StatusCode::kTooManyClients) << s.ToString();
   EXPECT_NE(s.message().find(d.socket()), std::string::npos) << s.ToString();
   a.reset();  // a slot frees once the monitor sees the socket close
-  bool ok = false;
-  for (int i = 0; i < 500 && !ok; ++i) {
-    ok = glint::Client::Connect(d.socket(), &c).ok();
-    if (!ok) std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  EXPECT_TRUE(ok);
+  s = ConnectWithin(d.socket(), std::chrono::seconds(5), &c);
+  EXPECT_TRUE(s.ok()) << s.ToString();
 }
 
 TEST(Glintd, NeverDiesOfAClientThatVanishesMidHandshake) {
@@ -359,18 +364,6 @@ int SendHello(const std::string& socket) {
   return fd;
 }
 
-// Connect, retried for up to 2 s while the monitor frees a slot.
-glint::Status ConnectWithin2s(const std::string& socket,
-                              std::unique_ptr<glint::Client>* c) {
-  glint::Status s;
-  for (int i = 0; i < 200; ++i) {
-    s = glint::Client::Connect(socket, c);
-    if (s.ok()) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  return s;
-}
-
 // A client whose Connect gave up while glintd was stopped (SIGSTOP) left
 // its Hello in the socket and hung up. When glintd resumes, it must not
 // give that connection a slot: the slot would stay taken until the client
@@ -385,7 +378,7 @@ TEST(Glintd, AClientThatHungUpBeforeTheAnswerGetsNoSlot) {
   ASSERT_EQ(kill(d.pid(), SIGCONT), 0);
   EXPECT_TRUE(d.WaitLog("hung up before the monitor answered")) << d.Log();
   std::unique_ptr<glint::Client> c;
-  const glint::Status s = ConnectWithin2s(d.socket(), &c);
+  const glint::Status s = ConnectWithin(d.socket(), std::chrono::seconds(2), &c);
   EXPECT_TRUE(s.ok()) << s.ToString() << "\n" << d.Log();
 }
 
@@ -406,7 +399,7 @@ TEST(Glintd, AByeAfterAnUnreadAnswerFreesTheSlot) {
   ASSERT_EQ(write(fd, &bye, sizeof(bye)), static_cast<ssize_t>(sizeof(bye)));
   close(fd);  // the answer, and the region's descriptor in it, unread
   std::unique_ptr<glint::Client> c;
-  const glint::Status s = ConnectWithin2s(d.socket(), &c);
+  const glint::Status s = ConnectWithin(d.socket(), std::chrono::seconds(2), &c);
   EXPECT_TRUE(s.ok()) << s.ToString() << "\n" << d.Log();
 }
 
@@ -430,12 +423,7 @@ TEST(Glintd, AStderrNobodyReadsStopsNothing) {
   ASSERT_GT(pid, 0);
   close(p[1]);
   std::unique_ptr<glint::Client> c;
-  glint::Status s;
-  for (int i = 0; i < 500; ++i) {
-    s = glint::Client::Connect(socket, &c);
-    if (s.ok()) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
+  glint::Status s = ConnectWithin(socket, std::chrono::seconds(5), &c);
   ASSERT_TRUE(s.ok()) << s.ToString();
   c.reset();
   // ~90 bytes a line, two lines a client: 1,000 clients write ~180 KB,
