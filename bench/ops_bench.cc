@@ -1069,15 +1069,18 @@ void FullCycleProcesses(benchmark::State& state, Sharing sharing) {
   state.counters["cycles_per_cpu_s"] = r.agg_cpu_rate;
   state.counters["preempted"] = static_cast<double>(r.preempted);
 }
+// Every multi-process benchmark: one iteration, timed by its 1 s window.
+void OneWindow(benchmark::internal::Benchmark* b) {
+  b->Iterations(1)->UseManualTime()->Unit(benchmark::kMillisecond);
+}
+
 void BM_FullCycleProcesses(benchmark::State& state) {
   FullCycleProcesses(state, Sharing::kShared);
 }
 BENCHMARK(BM_FullCycleProcesses)
     ->Arg(1)
     ->Arg(2)
-    ->Iterations(1)
-    ->UseManualTime()
-    ->Unit(benchmark::kMillisecond);
+    ->Apply(OneWindow);
 
 // Diagnostics for what two processes share. _OwnClass: child i builds
 // 64 * (i + 1) bytes, so the children never allocate from the same span.
@@ -1090,18 +1093,14 @@ void BM_FullCycleProcesses_OwnClass(benchmark::State& state) {
 }
 BENCHMARK(BM_FullCycleProcesses_OwnClass)
     ->Arg(2)
-    ->Iterations(1)
-    ->UseManualTime()
-    ->Unit(benchmark::kMillisecond);
+    ->Apply(OneWindow);
 void BM_FullCycleProcesses_Disjoint(benchmark::State& state) {
   FullCycleProcesses(state, Sharing::kDisjoint);
 }
 BENCHMARK(BM_FullCycleProcesses_Disjoint)
     ->Arg(1)
     ->Arg(2)
-    ->Iterations(1)
-    ->UseManualTime()
-    ->Unit(benchmark::kMillisecond);
+    ->Apply(OneWindow);
 // The machine's ceiling: child i uses store i % 2, so two children share no
 // store, no region, no monitor. What /2 here gets over /1 of
 // BM_FullCycleProcesses is the most any store could get from two processes
@@ -1112,9 +1111,7 @@ void BM_FullCycleProcesses_SeparateStores(benchmark::State& state) {
 }
 BENCHMARK(BM_FullCycleProcesses_SeparateStores)
     ->Arg(2)
-    ->Iterations(1)
-    ->UseManualTime()
-    ->Unit(benchmark::kMillisecond);
+    ->Apply(OneWindow);
 
 }  // namespace
 
